@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from service.access import service
+from service.access.dependencies import DB, Admin, authenticated
+from service.access.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyRead
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"], dependencies=[Depends(authenticated)])
+
+
+@router.post("", status_code=201, operation_id="create_api_key")
+async def create_api_key(body: ApiKeyCreate, caller: Admin, db: DB) -> ApiKeyCreated:
+    row, plain = await service.create_key(
+        db, caller.actor, principal=body.principal, roles=body.roles, name=body.name
+    )
+    return ApiKeyCreated.model_validate(
+        {**ApiKeyRead.model_validate(row).model_dump(), "key": plain}
+    )
+
+
+@router.get("", operation_id="list_api_keys")
+async def list_api_keys(caller: Admin, db: DB) -> ApiKeyList:
+    return ApiKeyList(items=[ApiKeyRead.model_validate(k) for k in await service.list_keys(db)])
+
+
+@router.delete("/{key_id}", operation_id="revoke_api_key")
+async def revoke_api_key(key_id: str, caller: Admin, db: DB) -> ApiKeyRead:
+    return ApiKeyRead.model_validate(await service.revoke_key(db, caller.actor, key_id))

@@ -1,0 +1,138 @@
+"""Issuing, checking and revoking API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.access.models import ApiKey
+from service.access.roles import Role
+from service.audit import service as audit
+from service.kit.actor import Actor
+from service.kit.base import utcnow
+from service.kit.errors import Conflict, NotFound
+
+KEY_PREFIX = "cms_"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated request's identity."""
+
+    actor: Actor
+    roles: frozenset[Role]
+
+    @property
+    def principal(self) -> str:
+        return self.actor.principal
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key_material() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_key(
+    db: AsyncSession,
+    actor: Actor,
+    *,
+    principal: str,
+    roles: Iterable[Role],
+    name: str | None = None,
+    key: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Store a new key (``key`` given, e.g. the bootstrap key, or generated); returns the row and
+    the plain key, which is not kept anywhere."""
+    plain = key or new_key_material()
+    row = ApiKey(
+        id=uuid.uuid4().hex,
+        name=name,
+        principal=principal,
+        roles=sorted({Role(r).value for r in roles}),
+        key_hash=hash_key(plain),
+        # Four random characters of a generated key identify it without weakening it; a key chosen
+        # by the operator (the bootstrap key) may be short, so none of it is kept.
+        prefix=plain[:8] if key is None else "",
+        created_by=actor.principal,
+        created_at=utcnow(),
+    )
+    db.add(row)
+    await db.flush()
+    await audit.append(
+        db,
+        actor,
+        "api_key.created",
+        "api_key",
+        row.id,
+        {"principal": principal, "roles": row.roles, "name": name, "prefix": row.prefix},
+    )
+    return row, plain
+
+
+async def authenticate(db: AsyncSession, key: str) -> Caller | None:
+    row = await db.scalar(
+        sa.select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    )
+    if row is None:
+        return None
+    return Caller(Actor(row.principal, row.id), frozenset(Role(r) for r in row.roles))
+
+
+async def list_keys(db: AsyncSession) -> list[ApiKey]:
+    return list((await db.scalars(sa.select(ApiKey).order_by(ApiKey.created_at))).all())
+
+
+async def count_keys(db: AsyncSession) -> int:
+    return int(await db.scalar(sa.select(sa.func.count()).select_from(ApiKey)) or 0)
+
+
+async def revoke_key(db: AsyncSession, actor: Actor, key_id: str) -> ApiKey:
+    row = await db.get(ApiKey, key_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no API key with id {key_id!r}")
+    if row.revoked_at is not None:
+        raise Conflict(f"API key {key_id!r} is already revoked", reason="already-revoked")
+    if Role.ADMIN in row.roles:
+        active_admins = [
+            k
+            for k in await list_keys(db)
+            if k.revoked_at is None and Role.ADMIN in k.roles and k.id != key_id
+        ]
+        if not active_admins:
+            raise Conflict(
+                "this is the last active admin key: create another admin key before revoking it",
+                reason="last-admin-key",
+            )
+    row.revoked_at = utcnow()
+    row.revoked_by = actor.principal
+    await db.flush()
+    await audit.append(
+        db, actor, "api_key.revoked", "api_key", row.id, {"principal": row.principal}
+    )
+    return row
+
+
+async def ensure_bootstrap_admin(db: AsyncSession, key: str | None) -> str | None:
+    """Give a fresh database (no keys at all) one admin key. Returns the plain key when one was
+    created, so the caller can show it once; None when the database already had keys."""
+    await audit.lock_chain_head(db)  # two replicas starting at once must not both bootstrap
+    if await count_keys(db):
+        return None
+    _, plain = await create_key(
+        db,
+        Actor("system"),
+        principal="admin",
+        roles=[Role.ADMIN],
+        name="bootstrap admin",
+        key=key,
+    )
+    return plain

@@ -1,0 +1,91 @@
+"""The application factory. The lifespan owns every resource; nothing is created at import."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from service import __version__
+from service.access import service as access
+from service.access.router import router as api_keys_router
+from service.audit.router import router as audit_router
+from service.kit import migrate
+from service.kit.db import create_engine, create_sessionmaker
+from service.kit.errors import install_problem_handlers, problem_response
+from service.kit.limits import BodySizeLimit
+from service.phrases.router import router as phrases_router
+from service.settings import Settings
+
+log = logging.getLogger("service.app")
+
+
+def announce_admin_key(key: str) -> None:
+    """Shown once, on the terminal of whoever started the service; deliberately not logged."""
+    print(
+        "\n"
+        "  A fresh database got its first admin API key. It is shown only now; store it:\n"
+        f"\n      {key}\n\n"
+        "  (Set COMPLIANCE_BOOTSTRAP_ADMIN_KEY to choose it yourself.)\n",
+        file=sys.stdout,
+        flush=True,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, echo=settings.database_echo)
+        try:
+            if settings.auto_migrate:
+                await migrate.upgrade(engine)
+            await migrate.require_head(engine)
+            maker = create_sessionmaker(engine)
+            given = settings.bootstrap_admin_key
+            async with maker.begin() as db:
+                created = await access.ensure_bootstrap_admin(
+                    db, given.get_secret_value() if given else None
+                )
+            if created and given is None:
+                announce_admin_key(created)
+            app.state.engine, app.state.sessionmaker = engine, maker
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Compliance message service",
+        version=__version__,
+        summary="Approved wording, spoken word for word into live voice agents, with proof.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(api_keys_router)
+    app.include_router(phrases_router)
+    app.include_router(audit_router)
+
+    # Public on purpose: probes carry no credentials.
+    @app.get("/healthz", tags=["operations"], operation_id="healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], operation_id="readyz")
+    async def readyz() -> JSONResponse:
+        try:
+            async with app.state.sessionmaker() as db:
+                await db.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure to reach the database means not ready
+            log.warning("readiness check failed: %s", type(exc).__name__)
+            return problem_response(503, "not-ready", "Not ready", "the database cannot be reached")
+        return JSONResponse({"status": "ready"})
+
+    return app

@@ -1,0 +1,109 @@
+"""The pure rules of the chain: canonical form, hash, and the walk that finds the first bad link.
+
+Kept free of the database so an exported file can be verified with exactly the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+HASHED_FIELDS = (
+    "seq",
+    "at",
+    "principal",
+    "key_id",
+    "action",
+    "subject_type",
+    "subject_id",
+    "details",
+    "prev_hash",
+)
+
+
+def canonical_time(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical_bytes(event: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no insignificant white space, UTF-8, times as UTC ISO 8601 with microseconds."""
+    fields = {name: event[name] for name in HASHED_FIELDS}
+    if isinstance(fields["at"], datetime):
+        fields["at"] = canonical_time(fields["at"])
+    return json.dumps(
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def event_hash(event: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_bytes(event)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+class ChainCheck:
+    """Fed events in ``seq`` order; remembers the first one that breaks the chain."""
+
+    def __init__(self) -> None:
+        self.expected_seq = 1
+        self.prev_hash = GENESIS_HASH
+        self.checked = 0
+        self.first_bad_seq: int | None = None
+        self.problem: str | None = None
+
+    def feed(self, event: Mapping[str, Any]) -> bool:
+        """Check one event; False once the chain is broken (feed no more after that)."""
+        seq = int(event["seq"])
+        if seq != self.expected_seq:
+            return self._break(
+                self.expected_seq,
+                f"event {self.expected_seq} is missing: the chain jumps from "
+                f"{self.expected_seq - 1} to {seq} (deleted or renumbered)",
+            )
+        if event["prev_hash"] != self.prev_hash:
+            return self._break(
+                seq,
+                f"event {seq} does not link to event {seq - 1}: its prev_hash differs from that "
+                "event's hash (an event was inserted, replaced or rehashed)",
+            )
+        if event_hash(event) != event["hash"]:
+            return self._break(seq, f"event {seq} was altered: its content does not match its hash")
+        self.prev_hash = str(event["hash"])
+        self.expected_seq += 1
+        self.checked += 1
+        return True
+
+    def _break(self, seq: int, problem: str) -> bool:
+        self.first_bad_seq, self.problem = seq, problem
+        return False
+
+    def result(self) -> Verification:
+        return Verification(
+            ok=self.first_bad_seq is None,
+            checked=self.checked,
+            head_seq=self.expected_seq - 1,
+            head_hash=self.prev_hash,
+            first_bad_seq=self.first_bad_seq,
+            problem=self.problem,
+        )
+
+
+def verify_chain(events: Iterable[Mapping[str, Any]]) -> Verification:
+    check = ChainCheck()
+    for event in events:
+        if not check.feed(event):
+            break
+    return check.result()

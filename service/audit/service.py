@@ -1,0 +1,155 @@
+"""Appending to and reading the chain. Callers pass their open session: the audit event is written
+in the same transaction as the change it records, or not at all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from service.audit.chain import GENESIS_HASH, ChainCheck, Verification, event_hash
+from service.audit.models import AuditEvent
+from service.kit.actor import Actor
+from service.kit.base import utcnow
+
+log = logging.getLogger("service.audit")
+
+# Any constant works; it only has to be the same for every writer of the chain.
+_CHAIN_LOCK_ID = 0x6175646974  # "audit"
+_PENDING_LOG = "audit.pending_log"
+
+
+def event_dict(row: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "at": row.at,
+        "principal": row.principal,
+        "key_id": row.key_id,
+        "action": row.action,
+        "subject_type": row.subject_type,
+        "subject_id": row.subject_id,
+        "details": row.details,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }
+
+
+async def lock_chain_head(db: AsyncSession) -> None:
+    """Serialize appends so two transactions never link to the same head (no fork).
+
+    PostgreSQL: a transaction-scoped advisory lock, released at commit or rollback. SQLite: every
+    transaction already begins IMMEDIATE (see kit.db), so there is one writer at a time.
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        await db.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK_ID)))
+
+
+async def append(
+    db: AsyncSession,
+    actor: Actor,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    await lock_chain_head(db)
+    head = (
+        await db.execute(
+            sa.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+        )
+    ).first()
+    seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS_HASH)
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "at": utcnow(),
+        "principal": actor.principal,
+        "key_id": actor.key_id,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "details": details or {},
+        "prev_hash": prev_hash,
+    }
+    row = AuditEvent(**fields, hash=event_hash(fields))
+    db.add(row)
+    await db.flush()
+    db.sync_session.info.setdefault(_PENDING_LOG, []).append(row)
+    return row
+
+
+@event.listens_for(Session, "after_commit")
+def _log_committed_events(session: Session) -> None:
+    """One JSON log line per event, and only once it is committed: a rolled-back change leaves no
+    line claiming it happened."""
+    for row in session.info.pop(_PENDING_LOG, []):
+        entry = event_dict(row)
+        entry["at"] = row.at.isoformat()
+        log.info("audit event %s %s", row.seq, row.action, extra={"audit_event": entry})
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_events(session: Session) -> None:
+    session.info.pop(_PENDING_LOG, None)
+
+
+async def iter_events(db: AsyncSession, batch: int = 2000) -> AsyncIterator[dict[str, Any]]:
+    """All events in order, read in keyset batches so memory stays flat on long chains."""
+    after = 0
+    while True:
+        rows = (
+            await db.scalars(
+                sa.select(AuditEvent)
+                .where(AuditEvent.seq > after)
+                .order_by(AuditEvent.seq)
+                .limit(batch)
+            )
+        ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield event_dict(row)
+        after = rows[-1].seq
+        db.expunge_all()
+
+
+async def verify(db: AsyncSession) -> Verification:
+    check = ChainCheck()
+    async for event_ in iter_events(db):
+        if not check.feed(event_):
+            break
+    return check.result()
+
+
+async def list_events(
+    db: AsyncSession,
+    *,
+    after_seq: int,
+    limit: int,
+    action: str | None = None,
+    subject_type: str | None = None,
+    subject_id: str | None = None,
+    principal: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[AuditEvent]:
+    query = sa.select(AuditEvent).where(AuditEvent.seq > after_seq)
+    filters = {
+        AuditEvent.action: action,
+        AuditEvent.subject_type: subject_type,
+        AuditEvent.subject_id: subject_id,
+        AuditEvent.principal: principal,
+    }
+    for column, value in filters.items():
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
+    return list((await db.scalars(query.order_by(AuditEvent.seq).limit(limit))).all())

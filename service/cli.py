@@ -1,0 +1,177 @@
+"""``compliance-service`` (also ``python -m service``): run, migrate and operate the service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.access import service as access
+from service.access.roles import Role
+from service.audit import service as audit
+from service.kit import migrate
+from service.kit.actor import Actor
+from service.kit.db import create_engine, create_sessionmaker
+from service.kit.errors import ProblemError
+from service.phrases import transfer
+from service.settings import Settings
+
+T = TypeVar("T")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="compliance-service", description="Approved compliance wording for voice agents."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API (migrates the database first)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    commands.add_parser("migrate", help="apply pending database migrations")
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="keys", required=True)
+    create = keys.add_parser("create", help="create a key and print it alone on stdout")
+    create.add_argument("--principal", required=True)
+    create.add_argument(
+        "--role", dest="roles", action="append", required=True, choices=[r.value for r in Role]
+    )
+    create.add_argument("--name")
+
+    audit_cmd = commands.add_parser("audit", help="audit trail")
+    audit_sub = audit_cmd.add_subparsers(dest="audit", required=True)
+    audit_sub.add_parser("verify", help="recompute the hash chain; exit 1 if it is broken")
+
+    phrases = commands.add_parser("phrases", help="phrases as code")
+    phrases_sub = phrases.add_subparsers(dest="phrases", required=True)
+    export = phrases_sub.add_parser("export", help="write approved phrases to FILE (- = stdout)")
+    export.add_argument("file")
+    export.add_argument("--format", choices=["yaml", "json"], help="default: by file extension")
+    imp = phrases_sub.add_parser("import", help="import FILE as drafts (never approvals)")
+    imp.add_argument("file")
+    imp.add_argument(
+        "--principal",
+        default=f"cli:{getpass.getuser()}",
+        help="author of the drafts (four eyes: they cannot approve them)",
+    )
+    return parser
+
+
+async def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction on a migrated database."""
+    engine = create_engine(settings.database_url)
+    try:
+        if settings.auto_migrate:
+            await migrate.upgrade(engine)
+        await migrate.require_head(engine)
+        async with create_sessionmaker(engine).begin() as db:
+            return await work(db)
+    finally:
+        await engine.dispose()
+
+
+def _serve(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.kit.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        ws_per_message_deflate=False,  # audio does not compress; deflate only costs CPU
+    )
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate.upgrade(engine)
+            print(f"database at revision {await migrate.current_revision(engine)}")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: AsyncSession) -> str:
+        actor = Actor(f"cli:{getpass.getuser()}")
+        _, plain = await access.create_key(
+            db, actor, principal=args.principal, roles=[Role(r) for r in args.roles], name=args.name
+        )
+        return plain
+
+    print(asyncio.run(_with_db(settings, work)))
+    return 0
+
+
+def _audit_verify(settings: Settings) -> int:
+    result = asyncio.run(_with_db(settings, audit.verify))
+    print(json.dumps(dataclasses.asdict(result), indent=2))
+    return 0 if result.ok else 1
+
+
+def _phrases_export(settings: Settings, args: argparse.Namespace) -> int:
+    fmt: transfer.Format = args.format or ("json" if args.file.endswith(".json") else "yaml")
+    document = asyncio.run(_with_db(settings, transfer.export_library))
+    rendered = transfer.render_document(document, fmt)
+    if args.file == "-":
+        sys.stdout.write(rendered)
+    else:
+        Path(args.file).write_text(rendered, encoding="utf-8")
+        print(f"exported {len(document['phrases'])} phrases to {args.file}", file=sys.stderr)
+    return 0
+
+
+def _phrases_import(settings: Settings, args: argparse.Namespace) -> int:
+    raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    doc = transfer.parse_document(raw, "json" if args.file.endswith(".json") else "yaml")
+
+    async def work(db: AsyncSession) -> transfer.ImportReport:
+        return await transfer.import_library(
+            db, Actor(args.principal), doc, max_chars=settings.max_text_chars
+        )
+
+    print(asyncio.run(_with_db(settings, work)).model_dump_json(indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    try:
+        match args.command:
+            case "serve":
+                return _serve(settings, args.host, args.port)
+            case "migrate":
+                return _migrate(settings)
+            case "keys":
+                return _keys_create(settings, args)
+            case "audit":
+                return _audit_verify(settings)
+            case "phrases" if args.phrases == "export":
+                return _phrases_export(settings, args)
+            case "phrases":
+                return _phrases_import(settings, args)
+    except ProblemError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        for problem in exc.extra.get("problems", []):
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    return 2

@@ -1,0 +1,1 @@
+"""Shared plumbing: database, base model, errors, pagination. Used by every capability package."""

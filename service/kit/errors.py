@@ -1,0 +1,177 @@
+"""RFC 9457 problem details: one error base, one renderer, one handler per error family.
+
+Every error the API answers carries a stable ``type`` (``/problems/<slug>``) that clients branch on;
+``title`` is the human summary of that type and ``detail`` says what happened this time.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("service.errors")
+
+
+def problem_type(slug: str) -> str:
+    return f"/problems/{slug}"
+
+
+class ProblemError(Exception):
+    """Base of every error the service answers on purpose. Subclasses set status, slug, title."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class NotFound(ProblemError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(ProblemError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class Unauthenticated(ProblemError):
+    status = 401
+    slug = "unauthenticated"
+    title = "Missing or invalid API key"
+
+    def __init__(self, detail: str, **extra: Any):
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="compliance"'}, **extra)
+
+
+class Forbidden(ProblemError):
+    status = 403
+    slug = "forbidden"
+    title = "Not allowed"
+
+
+class InvalidInput(ProblemError):
+    """Input that is well-formed JSON of the right shape but breaks a rule of the domain."""
+
+    status = 422
+    slug = "invalid-input"
+    title = "Invalid input"
+
+
+class PreconditionFailed(ProblemError):
+    status = 412
+    slug = "precondition-failed"
+    title = "The resource changed since it was read"
+
+
+class PreconditionRequired(ProblemError):
+    status = 428
+    slug = "precondition-required"
+    title = "If-Match is required"
+
+
+class PayloadTooLarge(ProblemError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Request body too large"
+
+
+def problem_response(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": problem_type(slug),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_response(
+        exc.status,
+        exc.slug,
+        exc.title,
+        exc.detail,
+        instance=request.url.path,
+        headers=exc.headers,
+        **exc.extra,
+    )
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    return problem_response(
+        422,
+        "validation-error",
+        "Request validation failed",
+        "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors),
+        instance=request.url.path,
+        errors=errors,
+    )
+
+
+_HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = HTTPStatus(exc.status_code)
+    slug = _HTTP_SLUGS.get(exc.status_code, "http-error")
+    return problem_response(
+        exc.status_code,
+        slug,
+        status.phrase,
+        str(exc.detail),
+        instance=request.url.path,
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log; the client gets no internals.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        500,
+        "internal-error",
+        "Internal server error",
+        "The service failed to handle this request; nothing was committed.",
+        instance=request.url.path,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,1 @@
+"""The phrase library: phrases, immutable numbered versions, four-eyes approval, resolution."""

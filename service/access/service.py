@@ -91,10 +91,6 @@ async def list_keys(db: AsyncSession) -> list[ApiKey]:
     return list((await db.scalars(sa.select(ApiKey).order_by(ApiKey.created_at))).all())
 
 
-async def count_keys(db: AsyncSession) -> int:
-    return int(await db.scalar(sa.select(sa.func.count()).select_from(ApiKey)) or 0)
-
-
 async def revoke_key(db: AsyncSession, actor: Actor, key_id: str) -> ApiKey:
     row = await db.get(ApiKey, key_id, with_for_update=True)
     if row is None:
@@ -122,11 +118,19 @@ async def revoke_key(db: AsyncSession, actor: Actor, key_id: str) -> ApiKey:
 
 
 async def ensure_bootstrap_admin(db: AsyncSession, key: str | None) -> str | None:
-    """Give a fresh database (no keys at all) one admin key. Returns the plain key when one was
-    created, so the caller can show it once; None when the database already had keys."""
+    """Give a database without an active admin key (a fresh one, or one whose first keys were made
+    with ``keys create``) one admin key. Returns the plain key when one was created, so the caller
+    can show it once; None when an admin key already exists."""
     await audit.lock_chain_head(db)  # two replicas starting at once must not both bootstrap
-    if await count_keys(db):
+    if any(k.revoked_at is None and Role.ADMIN in k.roles for k in await list_keys(db)):
         return None
+    if key is not None:
+        reused = await db.scalar(sa.select(ApiKey.id).where(ApiKey.key_hash == hash_key(key)))
+        if reused is not None:  # issued before and revoked: never bring a revoked key back
+            raise RuntimeError(
+                "there is no active admin key and COMPLIANCE_BOOTSTRAP_ADMIN_KEY names a revoked "
+                "one: set a new key, or unset it to have one generated"
+            )
     _, plain = await create_key(
         db,
         Actor("system"),

@@ -18,7 +18,7 @@ from service.audit.router import router as audit_router
 from service.kit import migrate
 from service.kit.db import create_engine, create_sessionmaker
 from service.kit.errors import install_problem_handlers, problem_response
-from service.kit.limits import BodySizeLimit
+from service.kit.limits import BodySizeLimit, RefuseNulInUrl
 from service.phrases.router import router as phrases_router
 from service.settings import Settings
 
@@ -65,10 +65,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Approved wording, spoken word for word into live voice agents, with proof.",
         lifespan=lifespan,
+        redoc_url=None,  # one documentation page (/docs) is enough public surface
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RefuseNulInUrl)
     app.include_router(api_keys_router)
     app.include_router(phrases_router)
     app.include_router(audit_router)

@@ -12,19 +12,30 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.access import service as access
 from service.access.roles import Role
+from service.access.schemas import ApiKeyCreate
 from service.audit import service as audit
 from service.kit import migrate
 from service.kit.actor import Actor
 from service.kit.db import create_engine, create_sessionmaker
-from service.kit.errors import ProblemError
+from service.kit.errors import InvalidInput, ProblemError
 from service.phrases import transfer
 from service.settings import Settings
 
 T = TypeVar("T")
+
+
+def _cli_actor() -> Actor:
+    """Changes made from the command line are attributed to the operating-system user."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER (some containers)
+        user = "unknown"
+    return Actor(f"cli:{user}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,8 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument(
         "--principal",
-        default=f"cli:{getpass.getuser()}",
-        help="author of the drafts (four eyes: they cannot approve them)",
+        default=None,
+        help="author of the drafts (four eyes: they cannot approve them); default cli:<user>",
     )
     return parser
 
@@ -110,10 +121,17 @@ def _migrate(settings: Settings) -> int:
 
 
 def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    # The API's rules: four eyes compares principals, so "alice " must not pass for someone new.
+    try:
+        request = ApiKeyCreate(principal=args.principal, roles=args.roles, name=args.name)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise InvalidInput("the key cannot be created", problems=problems) from exc
+
     async def work(db: AsyncSession) -> str:
-        actor = Actor(f"cli:{getpass.getuser()}")
+        actor = _cli_actor()
         _, plain = await access.create_key(
-            db, actor, principal=args.principal, roles=[Role(r) for r in args.roles], name=args.name
+            db, actor, principal=request.principal, roles=request.roles, name=request.name
         )
         return plain
 
@@ -144,9 +162,8 @@ def _phrases_import(settings: Settings, args: argparse.Namespace) -> int:
     doc = transfer.parse_document(raw, "json" if args.file.endswith(".json") else "yaml")
 
     async def work(db: AsyncSession) -> transfer.ImportReport:
-        return await transfer.import_library(
-            db, Actor(args.principal), doc, max_chars=settings.max_text_chars
-        )
+        actor = Actor(args.principal) if args.principal else _cli_actor()
+        return await transfer.import_library(db, actor, doc, max_chars=settings.max_text_chars)
 
     print(asyncio.run(_with_db(settings, work)).model_dump_json(indent=2))
     return 0
@@ -173,5 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.detail}", file=sys.stderr)
         for problem in exc.extra.get("problems", []):
             print(f"  - {problem}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # refusals such as "the schema is not at head": say it plainly
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 2

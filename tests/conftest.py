@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from service.app import create_app
@@ -129,7 +130,7 @@ def database_url(
 def settings(database_url: str) -> Settings:
     return Settings(
         database_url=database_url,
-        bootstrap_admin_key=ADMIN_KEY,  # type: ignore[arg-type]
+        bootstrap_admin_key=SecretStr(ADMIN_KEY),
         auto_migrate=False,
     )
 

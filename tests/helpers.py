@@ -26,7 +26,9 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def assert_problem(response: httpx.Response, status: int, slug: str | None = None) -> dict[str, Any]:
+def assert_problem(
+    response: httpx.Response, status: int, slug: str | None = None
+) -> dict[str, Any]:
     """The response is an RFC 9457 problem with this status (and type slug, if given)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers

@@ -5,11 +5,12 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.access.roles import Role
+from service.kit.types import RequestBody
 
 PRINCIPAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,199}$"
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     principal: str = Field(

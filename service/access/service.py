@@ -92,18 +92,21 @@ async def list_keys(db: AsyncSession) -> list[ApiKey]:
 
 
 async def revoke_key(db: AsyncSession, actor: Actor, key_id: str) -> ApiKey:
-    row = await db.get(ApiKey, key_id, with_for_update=True)
+    # One revocation at a time (the lock of the audit chain it appends to), so two admins revoking
+    # each other at once cannot both pass the last-admin check below.
+    await audit.lock_chain_head(db)
+    # The caller's own row may already sit in the session from authentication: read it afresh.
+    row = await db.get(ApiKey, key_id, with_for_update=True, populate_existing=True)
     if row is None:
         raise NotFound(f"no API key with id {key_id!r}")
     if row.revoked_at is not None:
         raise Conflict(f"API key {key_id!r} is already revoked", reason="already-revoked")
     if Role.ADMIN in row.roles:
-        active_admins = [
-            k
-            for k in await list_keys(db)
-            if k.revoked_at is None and Role.ADMIN in k.roles and k.id != key_id
-        ]
-        if not active_admins:
+        # Columns, not entities: rows loaded earlier in this session would keep their stale state.
+        others = await db.scalars(
+            sa.select(ApiKey.roles).where(ApiKey.revoked_at.is_(None), ApiKey.id != key_id)
+        )
+        if not any(Role.ADMIN in roles for roles in others):
             raise Conflict(
                 "this is the last active admin key: create another admin key before revoking it",
                 reason="last-admin-key",
@@ -126,10 +129,10 @@ async def ensure_bootstrap_admin(db: AsyncSession, key: str | None) -> str | Non
         return None
     if key is not None:
         reused = await db.scalar(sa.select(ApiKey.id).where(ApiKey.key_hash == hash_key(key)))
-        if reused is not None:  # issued before and revoked: never bring a revoked key back
+        if reused is not None:  # never turn an existing (or revoked) key into an admin key
             raise RuntimeError(
-                "there is no active admin key and COMPLIANCE_BOOTSTRAP_ADMIN_KEY names a revoked "
-                "one: set a new key, or unset it to have one generated"
+                "there is no active admin key and COMPLIANCE_BOOTSTRAP_ADMIN_KEY names a key that "
+                "was issued before: set a new key, or unset it to have one generated"
             )
     _, plain = await create_key(
         db,

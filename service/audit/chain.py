@@ -33,8 +33,18 @@ def canonical_time(at: datetime) -> str:
 def canonical_bytes(event: Mapping[str, Any]) -> bytes:
     """Sorted keys, no insignificant white space, UTF-8, times as UTC ISO 8601 with microseconds."""
     fields = {name: event[name] for name in HASHED_FIELDS}
-    if isinstance(fields["at"], datetime):
-        fields["at"] = canonical_time(fields["at"])
+    at = fields["at"]
+    if isinstance(at, str):
+        # Read back from JSON (the API writes "Z" and drops zero microseconds): the same instant
+        # must hash the same however it is spelled. A string that is no zoned time stays as is.
+        try:
+            parsed = datetime.fromisoformat(at)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            at = parsed
+    if isinstance(at, datetime):
+        fields["at"] = canonical_time(at)
     return json.dumps(
         fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()
@@ -67,12 +77,8 @@ class ChainCheck:
     def feed(self, event: Mapping[str, Any]) -> bool:
         """Check one event; False once the chain is broken (feed no more after that)."""
         seq = int(event["seq"])
-        if seq != self.expected_seq:
-            return self._break(
-                self.expected_seq,
-                f"event {self.expected_seq} is missing: the chain jumps from "
-                f"{self.expected_seq - 1} to {seq} (deleted or renumbered)",
-            )
+        if not self._in_sequence(seq):
+            return False
         if event["prev_hash"] != self.prev_hash:
             return self._break(
                 seq,
@@ -85,6 +91,24 @@ class ChainCheck:
         self.expected_seq += 1
         self.checked += 1
         return True
+
+    def feed_unreadable(self, seq: int) -> bool:
+        """The stored event ``seq`` cannot even be read (a value that is no longer of its column's
+        type: SQLite keeps whatever is written). Always False."""
+        if not self._in_sequence(seq):
+            return False
+        return self._break(
+            seq, f"event {seq} was altered: a stored value can no longer be read as its type"
+        )
+
+    def _in_sequence(self, seq: int) -> bool:
+        if seq == self.expected_seq:
+            return True
+        return self._break(
+            self.expected_seq,
+            f"event {self.expected_seq} is missing: the chain jumps from "
+            f"{self.expected_seq - 1} to {seq} (deleted or renumbered)",
+        )
 
     def _break(self, seq: int, problem: str) -> bool:
         self.first_bad_seq, self.problem = seq, problem

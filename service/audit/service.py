@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ log = logging.getLogger("service.audit")
 # Any constant works; it only has to be the same for every writer of the chain.
 _CHAIN_LOCK_ID = 0x6175646974  # "audit"
 _PENDING_LOG = "audit.pending_log"
+_DEFERRED = "audit.deferred_appends"
 
 
 def event_dict(row: AuditEvent) -> dict[str, Any]:
@@ -58,6 +60,49 @@ async def append(
     subject_id: str,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
+    """Link one event to the chain. Inside ``appended_last`` it is queued instead, and its
+    ``seq`` and hashes are set when that block ends."""
+    row = AuditEvent(
+        principal=actor.principal,
+        key_id=actor.key_id,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        details=details or {},
+    )
+    queue: list[AuditEvent] | None = db.sync_session.info.get(_DEFERRED)
+    if queue is not None:
+        queue.append(row)
+    else:
+        await _link(db, [row])
+    return row
+
+
+@asynccontextmanager
+async def appended_last(db: AsyncSession) -> AsyncIterator[None]:
+    """Work that appends several events and locks rows between them (an import) runs in here.
+
+    On PostgreSQL the chain lock is held from an append until commit, so a row locked after an
+    append can deadlock with a request that holds that row and waits for the chain. Queueing the
+    appends and linking them when the block ends keeps the order every writer follows: its own
+    rows first, the chain last. Nothing is linked when the block raises.
+    """
+    info = db.sync_session.info
+    if _DEFERRED in info:  # nested: the outermost block links
+        yield
+        return
+    queue: list[AuditEvent] = []
+    info[_DEFERRED] = queue
+    try:
+        yield
+    finally:
+        del info[_DEFERRED]
+    await _link(db, queue)
+
+
+async def _link(db: AsyncSession, rows: list[AuditEvent]) -> None:
+    if not rows:
+        return
     await lock_chain_head(db)
     head = (
         await db.execute(
@@ -65,22 +110,14 @@ async def append(
         )
     ).first()
     seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS_HASH)
-    fields: dict[str, Any] = {
-        "seq": seq,
-        "at": utcnow(),
-        "principal": actor.principal,
-        "key_id": actor.key_id,
-        "action": action,
-        "subject_type": subject_type,
-        "subject_id": subject_id,
-        "details": details or {},
-        "prev_hash": prev_hash,
-    }
-    row = AuditEvent(**fields, hash=event_hash(fields))
-    db.add(row)
+    for row in rows:
+        # Timed under the lock, so times never go backwards along the chain.
+        row.seq, row.at, row.prev_hash = seq, utcnow(), prev_hash
+        row.hash = event_hash(event_dict(row))
+        seq, prev_hash = seq + 1, row.hash
+    db.add_all(rows)
     await db.flush()
-    db.sync_session.info.setdefault(_PENDING_LOG, []).append(row)
-    return row
+    db.sync_session.info.setdefault(_PENDING_LOG, []).extend(rows)
 
 
 @event.listens_for(Session, "after_commit")
@@ -98,18 +135,33 @@ def _forget_rolled_back_events(session: Session) -> None:
     session.info.pop(_PENDING_LOG, None)
 
 
+class UnreadableEvent(Exception):
+    """A stored event whose values no longer read as their column types."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(f"audit event {seq} cannot be read")
+        self.seq = seq
+
+
 async def iter_events(db: AsyncSession, batch: int = 2000) -> AsyncIterator[dict[str, Any]]:
-    """All events in order, read in keyset batches so memory stays flat on long chains."""
+    """All events in order, read in keyset batches so memory stays flat on long chains.
+
+    Raises UnreadableEvent at a row that no longer decodes (SQLite stores whatever is written, so
+    someone editing the file can leave, say, an ``at`` that is no time at all).
+    """
     after = 0
     while True:
-        rows = (
-            await db.scalars(
-                sa.select(AuditEvent)
-                .where(AuditEvent.seq > after)
-                .order_by(AuditEvent.seq)
-                .limit(batch)
+        query = sa.select(AuditEvent).where(AuditEvent.seq > after).order_by(AuditEvent.seq)
+        try:
+            rows = (await db.scalars(query.limit(batch))).all()
+        except (ValueError, TypeError) as exc:
+            if batch > 1:
+                batch = 1  # read on one row at a time to find the one that fails
+                continue
+            seq = await db.scalar(
+                sa.select(AuditEvent.seq).where(AuditEvent.seq > after).order_by(AuditEvent.seq)
             )
-        ).all()
+            raise UnreadableEvent(int(seq or after + 1)) from exc
         if not rows:
             return
         for row in rows:
@@ -120,9 +172,12 @@ async def iter_events(db: AsyncSession, batch: int = 2000) -> AsyncIterator[dict
 
 async def verify(db: AsyncSession) -> Verification:
     check = ChainCheck()
-    async for event_ in iter_events(db):
-        if not check.feed(event_):
-            break
+    try:
+        async for event_ in iter_events(db):
+            if not check.feed(event_):
+                break
+    except UnreadableEvent as exc:
+        check.feed_unreadable(exc.seq)
     return check.result()
 
 

@@ -13,7 +13,9 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("service.errors")
@@ -144,17 +146,30 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
 _HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method the path answers to. Starlette's own ``Allow`` names only the methods of the
+    first route whose path matched, and FastAPI makes one route per method."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
+
+
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = HTTPStatus(exc.status_code)
     slug = _HTTP_SLUGS.get(exc.status_code, "http-error")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers["Allow"] = allowed
     return problem_response(
         exc.status_code,
         slug,
         status.phrase,
         str(exc.detail),
         instance=request.url.path,
-        headers=dict(exc.headers or {}),
+        headers=headers,
     )
 
 

@@ -67,3 +67,40 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class RefuseNulInUrl:
+    """U+0000 in a path or query parameter would reach PostgreSQL, which cannot store it: 422."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and (
+            "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"").lower()
+        ):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            body = json.dumps(
+                {
+                    "type": problem_type("validation-error"),
+                    "title": "Request validation failed",
+                    "status": 422,
+                    "detail": "the URL must not contain the NUL character (U+0000)",
+                    "instance": scope.get("path", "").replace("\x00", ""),
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 422,
+                    "headers": [
+                        (b"content-type", PROBLEM_JSON.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)

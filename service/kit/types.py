@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, model_validator
 
 
 def as_utc(value: datetime) -> datetime:
@@ -14,3 +14,27 @@ def as_utc(value: datetime) -> datetime:
 
 
 UtcTime = Annotated[datetime, AfterValidator(as_utc)]
+
+
+def _refuse_nul(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain the NUL character (U+0000)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key)
+            _refuse_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item)
+
+
+class RequestBody(BaseModel):
+    """Base of every request body. PostgreSQL cannot store U+0000 in text (SQLite can), so it is
+    refused up front on both, as a 422, instead of failing in the database."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        _refuse_nul(data)
+        return data

@@ -200,8 +200,8 @@ async def resolve_phrase(
         text=r.text,
         sha256=service.sha256_text(r.text),
         variables=[VariableSpec.model_validate(x) for x in r.version.variables],
-        effective_from=r.in_force_from,
-        effective_until=r.version.effective_until,
+        effective_from=r.declared_start,
+        effective_until=service.in_force_until(r.version),
     )
 
 

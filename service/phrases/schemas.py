@@ -4,9 +4,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from service.kit.types import UtcTime
+from service.kit.types import RequestBody, UtcTime
 from service.phrases.lifecycle import Status
 from service.phrases.locales import Fallback, normalize_locale
 from service.phrases.variables import NAME_PATTERN
@@ -34,14 +34,33 @@ def _key(value: str) -> str:
     return value
 
 
+def _distinct_locales(value: object) -> object:
+    """Two spellings of one tag (``en-us``, ``en-US``) would otherwise collapse silently into one
+    text, dropping the other: refuse them instead."""
+    if isinstance(value, dict):
+        seen: dict[str, str] = {}
+        for raw in value:
+            try:
+                canonical = normalize_locale(raw) if isinstance(raw, str) else None
+            except ValueError:
+                canonical = None  # the key's own validation reports it
+            if canonical is None:
+                continue
+            if canonical in seen:
+                raise ValueError(f"{seen[canonical]!r} and {raw!r} are one locale, {canonical!r}")
+            seen[canonical] = raw
+    return value
+
+
 Locale = Annotated[str, AfterValidator(_locale), Field(max_length=35, examples=["en-GB"])]
+Texts = Annotated[dict[Locale, str], BeforeValidator(_distinct_locales)]
 PhraseKey = Annotated[
     str, Field(min_length=1, max_length=100, pattern=KEY_PATTERN), AfterValidator(_key)
 ]
 Tag = Annotated[str, Field(min_length=1, max_length=50, pattern=TAG_PATTERN)]
 
 
-class PhraseCreate(BaseModel):
+class PhraseCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     key: PhraseKey = Field(description="Stable slug, e.g. `call-recording-disclosure`.")
@@ -56,7 +75,7 @@ class PhraseCreate(BaseModel):
     )
 
 
-class PhraseUpdate(BaseModel):
+class PhraseUpdate(RequestBody):
     """Descriptive fields only: what callers hear (locales, fallback) changes through versions."""
 
     model_config = ConfigDict(extra="forbid")
@@ -93,7 +112,7 @@ class PhraseList(BaseModel):
     next_cursor: str | None
 
 
-class VariableSpec(BaseModel):
+class VariableSpec(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, description="Used in the text as `{{name}}`.")
@@ -103,7 +122,7 @@ class VariableSpec(BaseModel):
     max_length: int | None = Field(default=None, ge=1, le=1000)
 
 
-class _VersionContent(BaseModel):
+class _VersionContent(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     effective_from: UtcTime | None = Field(
@@ -123,7 +142,7 @@ class _VersionContent(BaseModel):
 
 
 class VersionCreate(_VersionContent):
-    texts: dict[Locale, str] = Field(
+    texts: Texts = Field(
         min_length=1, description="Text per BCP 47 locale; must include the default locale."
     )
     variables: list[VariableSpec] = Field(default_factory=list, max_length=50)
@@ -133,7 +152,7 @@ class VersionCreate(_VersionContent):
 class VersionUpdate(_VersionContent):
     """Fields left out stay as they are; ``texts`` and ``variables`` replace the whole set."""
 
-    texts: dict[Locale, str] | None = Field(default=None, min_length=1)
+    texts: Texts | None = Field(default=None, min_length=1)
     variables: list[VariableSpec] | None = Field(default=None, max_length=50)
     change_note: str | None = Field(default=None, max_length=5000)
 
@@ -176,12 +195,12 @@ class VersionList(BaseModel):
     items: list[VersionRead]
 
 
-class ApproveBody(BaseModel):
+class ApproveBody(RequestBody):
     model_config = ConfigDict(extra="forbid")
     comment: str | None = Field(default=None, max_length=5000)
 
 
-class ReasonBody(BaseModel):
+class ReasonBody(RequestBody):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=5000)
 
@@ -196,8 +215,12 @@ class Resolution(BaseModel):
     text: str
     sha256: str = Field(description="Hex SHA-256 of the UTF-8 text.")
     variables: list[VariableSpec]
-    effective_from: datetime = Field(description="When this version came into force.")
-    effective_until: datetime | None
+    effective_from: datetime = Field(
+        description="The version's effective_from, or its approval when it declares none."
+    )
+    effective_until: datetime | None = Field(
+        description="When it stops being in force: its effective end or its retirement."
+    )
 
 
 class LocaleDiff(BaseModel):

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -66,7 +67,10 @@ async def create_phrase(db: AsyncSession, actor: Actor, body: PhraseCreate) -> P
         tags=[PhraseTag(tag=t) for t in sorted(set(body.tags))],
     )
     db.add(phrase)
-    await db.flush()
+    try:
+        await db.flush()
+    except IntegrityError as exc:  # a concurrent request created the same key first
+        raise errors.PhraseExists(f"a phrase with key {body.key!r} already exists") from exc
     await audit.append(
         db, actor, "phrase.created", "phrase", phrase.key, body.model_dump(mode="json")
     )
@@ -77,12 +81,14 @@ async def update_phrase(db: AsyncSession, actor: Actor, key: str, body: PhraseUp
     phrase = await get_phrase(db, key, lock=True)
     changes = body.model_dump(mode="json", exclude_unset=True)
     for name, value in changes.items():
+        if value is None and name != "description":
+            continue  # null means "leave as is" for every field that cannot be empty
         if name == "tags":
-            wanted = sorted(set(value or []))
+            wanted = sorted(set(value))
             phrase.tags = [t for t in phrase.tags if t.tag in wanted] + [
                 PhraseTag(tag=t) for t in wanted if t not in {x.tag for x in phrase.tags}
             ]
-        elif value is not None or name == "description":
+        else:
             setattr(phrase, name, value)
     phrase.updated_at = utcnow()
     await db.flush()
@@ -277,7 +283,7 @@ def _check_if_match(version: PhraseVersion, if_match: str | None, *, required: b
 def _check_action(version: PhraseVersion, action: Action) -> None:
     reason = illegal_reason(Status(version.status), action)
     if reason is not None:
-        raise errors.IllegalTransition(reason, status=version.status, action=action.value)
+        raise errors.IllegalTransition(reason, current_status=version.status, action=action.value)
 
 
 async def _flush_guarded(db: AsyncSession, version: PhraseVersion) -> None:
@@ -465,18 +471,37 @@ class Resolved:
     requested_locale: str
     fallback: Fallback
     text: str
-    in_force_from: datetime
+    declared_start: datetime
+
+
+# Statuses whose versions were in force at some time: a retired version still answers for instants
+# before its retirement, so ``at=`` tells what callers heard then.
+_EVER_IN_FORCE = (Status.APPROVED.value, Status.RETIRED.value)
+
+
+def declared_start(version: PhraseVersion) -> datetime:
+    """The start the version declares: ``effective_from``, or its approval when it names none.
+    Of the versions in force, the latest declared start wins."""
+    approved = version.approved_at
+    assert approved is not None, "approved and retired versions always have approved_at"
+    return version.effective_from or approved
 
 
 def in_force_from(version: PhraseVersion) -> datetime:
-    """A version without an explicit start is in force from the moment it was approved."""
-    start = version.effective_from or version.approved_at
-    assert start is not None, "approved versions always have approved_at"
-    return start
+    """The declared start, but never before the approval: a backdated start does not make a text
+    count as in force at instants when nobody had approved it yet."""
+    assert version.approved_at is not None
+    return max(declared_start(version), version.approved_at)
+
+
+def in_force_until(version: PhraseVersion) -> datetime | None:
+    """Until its effective end or its retirement, whichever comes first (None: open-ended)."""
+    ends = [t for t in (version.effective_until, version.retired_at) if t is not None]
+    return min(ends) if ends else None
 
 
 def _in_force(version: PhraseVersion, at: datetime) -> bool:
-    until = version.effective_until
+    until = in_force_until(version)
     return in_force_from(version) <= at and (until is None or at < until)
 
 
@@ -498,7 +523,7 @@ async def resolve(
             await db.scalars(
                 _version_query().where(
                     PhraseVersion.phrase_id == phrase.id,
-                    PhraseVersion.status == Status.APPROVED.value,
+                    PhraseVersion.status.in_(_EVER_IN_FORCE),
                 )
             )
         ).all()
@@ -506,9 +531,13 @@ async def resolve(
         if not candidates:
             raise errors.NoVersionInForce(
                 f"phrase {key!r} has no approved version in force at {at.isoformat()}"
-                + (" (it has approved versions outside their effective window)" if approved else "")
+                + (
+                    " (its approved versions are outside their effective window or retired)"
+                    if approved
+                    else ""
+                )
             )
-        version = max(candidates, key=lambda v: (in_force_from(v), v.number))
+        version = max(candidates, key=lambda v: (declared_start(v), v.number))
 
     requested = normalize_locale(locale) if locale else phrase.default_locale
     texts = texts_of(version)
@@ -527,13 +556,13 @@ async def resolve(
         )
     chosen, fallback = choice
     return Resolved(
-        phrase, version, chosen, requested, fallback, texts[chosen], in_force_from(version)
+        phrase, version, chosen, requested, fallback, texts[chosen], declared_start(version)
     )
 
 
 async def _pinned(db: AsyncSession, phrase: Phrase, number: int, at: datetime) -> PhraseVersion:
     version = await get_version(db, phrase, number)
-    if version.status != Status.APPROVED.value:
+    if version.status not in _EVER_IN_FORCE:
         raise errors.NoVersionInForce(
             f"version {number} of {phrase.key!r} is {version.status}, not approved"
         )

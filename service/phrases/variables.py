@@ -24,6 +24,14 @@ def placeholders(text: str) -> list[str]:
     return PLACEHOLDER.findall(text)
 
 
+def _malformed(text: str) -> bool:
+    """Braces that are not exactly one placeholder: ``{{x}`` or ``{{{x}}}`` would be spoken with a
+    stray brace. Placeholders become a marker; any double brace, or a brace touching a marker,
+    is left over from a mistake."""
+    marked = PLACEHOLDER.sub("\x00", text)
+    return any(bad in marked for bad in ("{{", "}}", "{\x00", "\x00}"))
+
+
 def check_texts(texts: Mapping[str, str], variables: Sequence[Variable]) -> list[str]:
     """Every problem with the placeholders of a version's texts; empty when all is well.
 
@@ -42,7 +50,7 @@ def check_texts(texts: Mapping[str, str], variables: Sequence[Variable]) -> list
                 problems.append(f"variables.{variable.name}.pattern: not a valid regex ({exc})")
     for locale, text in sorted(texts.items()):
         used = set(placeholders(text))
-        if "{{" in PLACEHOLDER.sub("", text) or "}}" in PLACEHOLDER.sub("", text):
+        if _malformed(text):
             problems.append(f"texts.{locale}: malformed placeholder (use {{{{name}}}})")
         for name in sorted(used - set(declared)):
             problems.append(f"texts.{locale}: placeholder {{{{{name}}}}} is not declared")

@@ -7,12 +7,13 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from service import __version__
 from service.access import service as access
+from service.access.dependencies import authenticated
 from service.access.router import router as api_keys_router
 from service.audit.router import router as audit_router
 from service.kit import migrate
@@ -44,9 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, echo=settings.database_echo)
         try:
-            if settings.auto_migrate:
-                await migrate.upgrade(engine)
-            await migrate.require_head(engine)
+            await migrate.prepare(engine, auto=settings.auto_migrate)
             maker = create_sessionmaker(engine)
             given = settings.bootstrap_admin_key
             async with maker.begin() as db:
@@ -55,7 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
             if created and given is None:
                 announce_admin_key(created)
-            app.state.engine, app.state.sessionmaker = engine, maker
+            app.state.sessionmaker = maker
+            app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
             yield
         finally:
             await engine.dispose()
@@ -72,9 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNulInUrl)
-    app.include_router(api_keys_router)
-    app.include_router(phrases_router)
-    app.include_router(audit_router)
+    # Every /v1 route is authenticated by default; the public routes below are the exceptions.
+    v1 = APIRouter(dependencies=[Depends(authenticated)])
+    for router in (api_keys_router, phrases_router, audit_router):
+        v1.include_router(router)
+    app.include_router(v1)
 
     # Public on purpose: probes carry no credentials.
     @app.get("/healthz", tags=["operations"], operation_id="healthz")

@@ -21,8 +21,9 @@ from service.access.schemas import ApiKeyCreate
 from service.audit import service as audit
 from service.kit import migrate
 from service.kit.actor import Actor
-from service.kit.db import create_engine, create_sessionmaker
-from service.kit.errors import InvalidInput, ProblemError
+from service.kit.db import create_engine, create_sessionmaker, missing_sqlite_file
+from service.kit.errors import InvalidInput, ProblemError, validation_problems
+from service.kit.logs import configure_logging
 from service.phrases import transfer
 from service.settings import Settings
 
@@ -50,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply pending database migrations")
 
+    simulator = commands.add_parser(
+        "simulator", help="run the built-in Voice Live simulator alone (no database)"
+    )
+    simulator.add_argument("--host", default="127.0.0.1")
+    simulator.add_argument("--port", type=int, default=8100, help="0 picks a free port")
+
     keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="keys", required=True)
     create = keys.add_parser("create", help="create a key and print it alone on stdout")
     create.add_argument("--principal", required=True)
@@ -71,20 +78,26 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument(
         "--principal",
-        default=None,
-        help="author of the drafts (four eyes: they cannot approve them); default cli:<user>",
+        required=True,
+        help="the editor the drafts are written by (a principal with an active editor key); "
+        "four eyes: they cannot approve them",
     )
     return parser
 
 
-async def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work`` in one transaction on a migrated database."""
+async def _with_db(
+    settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True
+) -> T:
+    """Run ``work`` in one transaction. Commands that only read never create or migrate a
+    database: pointed at the wrong place they say so, instead of checking an empty new one."""
+    if not writes:
+        missing = missing_sqlite_file(settings.database_url)
+        if missing is not None:
+            raise RuntimeError(f"no database at {missing}: set COMPLIANCE_DATABASE_URL")
     engine = create_engine(settings.database_url)
     try:
-        if settings.auto_migrate:
-            await migrate.upgrade(engine)
-        await migrate.require_head(engine)
-        async with create_sessionmaker(engine).begin() as db:
+        await migrate.prepare(engine, auto=settings.auto_migrate and writes)
+        async with create_sessionmaker(engine, read_only=not writes).begin() as db:
             return await work(db)
     finally:
         await engine.dispose()
@@ -94,9 +107,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
     from service.app import create_app
-    from service.kit.logs import configure_logging
 
-    configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -104,6 +115,18 @@ def _serve(settings: Settings, host: str, port: int) -> int:
         log_config=None,
         ws_per_message_deflate=False,  # audio does not compress; deflate only costs CPU
     )
+    return 0
+
+
+def _simulator(host: str, port: int) -> int:
+    from service.simulator import Simulator, SimulatorConfig
+    from service.simulator.server import run_until_stopped
+
+    def ready(sim: Simulator) -> None:
+        # The endpoint alone on stdout, so that a script can start it on port 0 and read it.
+        print(sim.endpoint, flush=True)
+
+    asyncio.run(run_until_stopped(SimulatorConfig(host=host, port=port), ready))
     return 0
 
 
@@ -125,8 +148,7 @@ def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
     try:
         request = ApiKeyCreate(principal=args.principal, roles=args.roles, name=args.name)
     except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise InvalidInput("the key cannot be created", problems=problems) from exc
+        raise InvalidInput("the key cannot be created", problems=validation_problems(exc)) from exc
 
     async def work(db: AsyncSession) -> str:
         actor = _cli_actor()
@@ -140,14 +162,14 @@ def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _audit_verify(settings: Settings) -> int:
-    result = asyncio.run(_with_db(settings, audit.verify))
+    result = asyncio.run(_with_db(settings, audit.verify, writes=False))
     print(json.dumps(dataclasses.asdict(result), indent=2))
     return 0 if result.ok else 1
 
 
 def _phrases_export(settings: Settings, args: argparse.Namespace) -> int:
     fmt: transfer.Format = args.format or ("json" if args.file.endswith(".json") else "yaml")
-    document = asyncio.run(_with_db(settings, transfer.export_library))
+    document = asyncio.run(_with_db(settings, transfer.export_library, writes=False))
     rendered = transfer.render_document(document, fmt)
     if args.file == "-":
         sys.stdout.write(rendered)
@@ -162,7 +184,15 @@ def _phrases_import(settings: Settings, args: argparse.Namespace) -> int:
     doc = transfer.parse_document(raw, "json" if args.file.endswith(".json") else "yaml")
 
     async def work(db: AsyncSession) -> transfer.ImportReport:
-        actor = Actor(args.principal) if args.principal else _cli_actor()
+        # The drafts' author must be a real editor, or four eyes could be dodged: a made-up
+        # author would let whoever wrote the file approve it with their own key.
+        principal = args.principal.lower()
+        if Role.EDITOR not in await access.active_roles_of(db, principal):
+            raise InvalidInput(
+                f"{args.principal!r} holds no active editor key: name the editor who wrote "
+                "this file with --principal"
+            )
+        actor = Actor(principal)
         return await transfer.import_library(db, actor, doc, max_chars=settings.max_text_chars)
 
     print(asyncio.run(_with_db(settings, work)).model_dump_json(indent=2))
@@ -171,13 +201,22 @@ def _phrases_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # values are left out: a setting may be a secret
+        print("error: the settings are not valid", file=sys.stderr)
+        for problem in validation_problems(exc):
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)  # audit events of CLI changes are logged too
     try:
         match args.command:
             case "serve":
                 return _serve(settings, args.host, args.port)
             case "migrate":
                 return _migrate(settings)
+            case "simulator":
+                return _simulator(args.host, args.port)
             case "keys":
                 return _keys_create(settings, args)
             case "audit":

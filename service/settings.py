@@ -7,7 +7,7 @@ public contract (shared/docs/api.md) names them that way and operators write the
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,7 +21,10 @@ class Environment(StrEnum):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COMPLIANCE_", extra="ignore")
+    # Errors never echo the values: a setting may be a key or a password.
+    model_config = SettingsConfigDict(
+        env_prefix="COMPLIANCE_", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Environment = Field(
         default=Environment.DEVELOPMENT,
@@ -54,7 +57,7 @@ class Settings(BaseSettings):
     )
     voicelive_api_key: SecretStr | None = None
     replica_url: str | None = None
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> Self:

@@ -120,6 +120,10 @@ class TestKeysCreate:
         key = lines[0].removesuffix("\n")
         assert key == key.strip()
         assert len(key) >= 32
+        # The change is audited on stderr as one JSON line, like the server's, without the key.
+        logged = [json.loads(line) for line in result.stderr.splitlines() if "audit_event" in line]
+        assert [e["audit_event"]["action"] for e in logged] == ["api_key.created"]
+        assert key not in result.stderr
 
         async with app_on(fresh_database) as http:
             keys = await http.get("/v1/api-keys", headers=auth(ADMIN_KEY))
@@ -216,6 +220,27 @@ class TestAuditVerify:
         report = json.loads(result.stdout)
         assert report["ok"] is False
         assert report["first_bad_seq"] == 2
+
+    def test_missing_database_is_refused_not_created(self, tmp_path: Path) -> None:
+        missing = tmp_path / "nowhere.db"
+
+        result = run("audit", "verify", env=environment(f"sqlite:///{missing}"), cwd=tmp_path)
+
+        assert result.returncode == 2
+        assert "no database at" in result.stderr
+        assert not missing.exists()
+
+
+class TestSettingsErrors:
+    def test_invalid_settings_are_named_without_their_values(self, tmp_path: Path) -> None:
+        secret = "short-secret"  # under the 16 characters a bootstrap key needs
+        env = environment(None, COMPLIANCE_BOOTSTRAP_ADMIN_KEY=secret)
+
+        result = run("migrate", env=env, cwd=tmp_path)
+
+        assert result.returncode == 2
+        assert "bootstrap_admin_key" in result.stderr
+        assert secret not in result.stderr + result.stdout
 
 
 class TestServe:

@@ -9,6 +9,3 @@ class Role(StrEnum):
     APPROVER = "approver"  # approves, rejects, retires versions
     AGENT = "agent"  # a voice agent: resolves and speaks phrases
     AUDITOR = "auditor"  # reads and verifies the audit trail
-
-
-ALL_ROLES = frozenset(Role)

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from service.access import service
-from service.access.dependencies import DB, Admin, authenticated
+from service.access.dependencies import DB, Admin
 from service.access.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyRead
 
-router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"], dependencies=[Depends(authenticated)])
+router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
 
 
 @router.post("", status_code=201, operation_id="create_api_key")

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.access.roles import Role
 from service.kit.types import RequestBody
@@ -13,9 +14,10 @@ PRINCIPAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,199}$"
 class ApiKeyCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
-    principal: str = Field(
+    principal: Annotated[str, AfterValidator(str.lower)] = Field(
         pattern=PRINCIPAL_PATTERN,
-        description="The person or system that holds the key; four-eyes rules compare these.",
+        description="The person or system that holds the key; four-eyes rules compare these, "
+        "so it is stored in lower case (Alice and alice are one person).",
     )
     roles: list[Role] = Field(min_length=1, description="One or more roles.")
     name: str | None = Field(default=None, max_length=200, description="A label for humans.")

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.access.models import ApiKey
 from service.access.roles import Role
 from service.audit import service as audit
-from service.kit.actor import Actor
+from service.kit.actor import SYSTEM, Actor
 from service.kit.base import utcnow
 from service.kit.errors import Conflict, NotFound
 
@@ -91,6 +91,13 @@ async def list_keys(db: AsyncSession) -> list[ApiKey]:
     return list((await db.scalars(sa.select(ApiKey).order_by(ApiKey.created_at))).all())
 
 
+async def active_roles_of(db: AsyncSession, principal: str) -> set[Role]:
+    rows = await db.scalars(
+        sa.select(ApiKey.roles).where(ApiKey.principal == principal, ApiKey.revoked_at.is_(None))
+    )
+    return {Role(role) for roles in rows for role in roles}
+
+
 async def revoke_key(db: AsyncSession, actor: Actor, key_id: str) -> ApiKey:
     # One revocation at a time (the lock of the audit chain it appends to), so two admins revoking
     # each other at once cannot both pass the last-admin check below.
@@ -136,7 +143,7 @@ async def ensure_bootstrap_admin(db: AsyncSession, key: str | None) -> str | Non
             )
     _, plain = await create_key(
         db,
-        Actor("system"),
+        SYSTEM,
         principal="admin",
         roles=[Role.ADMIN],
         name="bootstrap admin",

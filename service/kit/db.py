@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,8 +17,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+READ_ONLY = "compliance_read_only"  # execution option: this transaction will not write
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
-SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql"}
 
 
 def async_url(url: str) -> sa.URL:
@@ -27,6 +28,14 @@ def async_url(url: str) -> sa.URL:
     if backend not in ASYNC_DRIVERS:
         raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
     return parsed.set(drivername=ASYNC_DRIVERS[backend])
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist (None for other databases)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return None if Path(parsed.database).exists() else parsed.database
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -39,12 +48,17 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    """WAL, foreign keys, and BEGIN IMMEDIATE.
+    """WAL, foreign keys, and BEGIN IMMEDIATE for transactions that may write.
 
     SQLite allows one writer. With the driver's default deferred BEGIN a transaction that reads and
     then writes can fail at once with "database is locked" when another writer got there first; an
     immediate BEGIN waits (up to the connect timeout) instead, so concurrent requests serialize
-    cleanly and the audit chain is appended by one transaction at a time.
+    cleanly and the audit chain is appended by one transaction at a time. Read-only sessions
+    (``READ_ONLY`` execution option) begin deferred: under WAL they never wait for a writer.
+
+    Note for migration authors: foreign keys cannot be switched off inside a transaction, and
+    every transaction here is one; a batch migration that rebuilds a parent table must do so
+    without dropping it (or turn the pragma off on a connection before it begins).
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -58,11 +72,18 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def create_sessionmaker(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
@@ -71,7 +92,10 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     Used with ``Depends(scope="function")`` so that the commit happens before the response is sent:
     a client never sees a 2xx for a change that then failed to commit.
     """
-    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    state = request.app.state
+    maker: async_sessionmaker[AsyncSession] = (
+        state.read_sessionmaker if request.method in SAFE_METHODS else state.sessionmaker
+    )
     async with maker() as session:
         try:
             yield session

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -86,10 +87,24 @@ class PreconditionRequired(ProblemError):
     title = "If-Match is required"
 
 
+class UnsupportedMediaType(ProblemError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported content type"
+
+
 class PayloadTooLarge(ProblemError):
     status = 413
     slug = "payload-too-large"
     title = "Request body too large"
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """``field.path: message`` per error, without the input (it may be a secret)."""
+    return [
+        f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 def problem_response(
@@ -180,7 +195,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         500,
         "internal-error",
         "Internal server error",
-        "The service failed to handle this request; nothing was committed.",
+        "The service failed to handle this request.",
         instance=request.url.path,
     )
 

@@ -7,12 +7,10 @@ HTTPException, which FastAPI lets through body parsing, so the problem handler r
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.kit.errors import PROBLEM_JSON, problem_type
+from service.kit.errors import problem_response
 
 
 class BodySizeLimit:
@@ -29,7 +27,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send)
+            await self._refuse(scope, receive, send)
             return
 
         received = 0
@@ -45,28 +43,16 @@ class BodySizeLimit:
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": problem_type("payload-too-large"),
-                "title": "Request body too large",
-                "status": 413,
-                "detail": self._detail(),
-                "instance": scope.get("path", ""),
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            413,
+            "payload-too-large",
+            "Request body too large",
+            self._detail(),
+            instance=scope.get("path", ""),
+            headers={"Connection": "close"},
         )
-        await send({"type": "http.response.body", "body": body})
+        await response(scope, receive, send)
 
 
 class RefuseNulInUrl:
@@ -82,25 +68,13 @@ class RefuseNulInUrl:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            body = json.dumps(
-                {
-                    "type": problem_type("validation-error"),
-                    "title": "Request validation failed",
-                    "status": 422,
-                    "detail": "the URL must not contain the NUL character (U+0000)",
-                    "instance": scope.get("path", "").replace("\x00", ""),
-                }
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 422,
-                    "headers": [
-                        (b"content-type", PROBLEM_JSON.encode()),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
+            response = problem_response(
+                422,
+                "validation-error",
+                "Request validation failed",
+                "the URL must not contain the NUL character (U+0000)",
+                instance=scope.get("path", "").replace("\x00", ""),
             )
-            await send({"type": "http.response.body", "body": body})
+            await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

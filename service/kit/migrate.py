@@ -7,6 +7,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -50,8 +52,6 @@ async def downgrade(engine: AsyncEngine, target: str = "base") -> None:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     def read(connection: sa.Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
@@ -61,8 +61,6 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 async def require_head(engine: AsyncEngine) -> None:
     """Refuse to serve on a schema other than the one this code was written for."""
-    from alembic.script import ScriptDirectory
-
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     current = await current_revision(engine)
     if current != head:
@@ -70,3 +68,10 @@ async def require_head(engine: AsyncEngine) -> None:
             f"the database schema is at revision {current or 'none'} but this service needs "
             f"{head}: run `compliance-service migrate` (or set COMPLIANCE_AUTO_MIGRATE=true)"
         )
+
+
+async def prepare(engine: AsyncEngine, *, auto: bool) -> None:
+    """Before serving: migrate when allowed, then insist the schema is the one this code knows."""
+    if auto:
+        await upgrade(engine)
+    await require_head(engine)

@@ -27,6 +27,10 @@ def decode_cursor(cursor: str, expected: type[T]) -> T:
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError):
         value = None
-    if type(value) is not expected:
-        raise InvalidInput("cursor is not one this service issued", param="cursor")
-    return value
+    if isinstance(value, bool):  # a JSON true is an int to Python, never a cursor here
+        value = None
+    if isinstance(value, int) and expected is int and 0 <= value < 2**63:
+        return expected(value)
+    if isinstance(value, str) and expected is str and "\x00" not in value:
+        return expected(value)
+    raise InvalidInput("cursor is not one this service issued", param="cursor")

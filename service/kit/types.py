@@ -10,7 +10,10 @@ from pydantic import AfterValidator, BaseModel, model_validator
 
 def as_utc(value: datetime) -> datetime:
     """Times without a zone are taken as UTC, the zone the service answers in."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+05:00 has no UTC equivalent
+        raise ValueError("the time is out of range") from exc
 
 
 UtcTime = Annotated[datetime, AfterValidator(as_utc)]
@@ -20,6 +23,10 @@ def _refuse_nul(value: Any) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("text must not contain the NUL character (U+0000)")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate such as "\udc00"
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from exc
     elif isinstance(value, dict):
         for key, item in value.items():
             _refuse_nul(key)

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Path as FastApiPath
+from starlette.concurrency import run_in_threadpool
 
-from service.access.dependencies import DB, AnyRole, Approver, Editor, authenticated
+from service.access.dependencies import DB, AnyRole, Approver, Editor
+from service.kit.errors import UnsupportedMediaType
 from service.kit.pagination import Cursor, Limit
 from service.kit.settings_dep import SettingsDep
 from service.kit.types import UtcTime
@@ -34,8 +37,10 @@ from service.phrases.schemas import (
 )
 from service.phrases.schemas import Tag as TagStr
 
-router = APIRouter(prefix="/v1/phrases", tags=["phrases"], dependencies=[Depends(authenticated)])
+router = APIRouter(prefix="/v1/phrases", tags=["phrases"])
 
+MAX_INT = 2**31 - 1  # the range of the database's integer columns
+VersionNumber = Annotated[int, FastApiPath(ge=1, le=MAX_INT, description="Version number.")]
 IfMatch = Annotated[str | None, Header(description="ETag of the version as last read.")]
 IMPORT_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml")
 
@@ -162,7 +167,14 @@ async def export_phrases(caller: AnyRole, db: DB, format: transfer.Format = "yam
 async def import_phrases(
     request: Request, caller: Editor, db: DB, settings: SettingsDep
 ) -> transfer.ImportReport:
-    doc = transfer.parse_document(await request.body(), request.headers.get("content-type", ""))
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in IMPORT_TYPES:
+        raise UnsupportedMediaType(
+            f"send the document as {' or '.join(IMPORT_TYPES)}, not {content_type or 'nothing'}"
+        )
+    # Parsing a large document is CPU work: off the event loop, so other requests go on.
+    body = await request.body()
+    doc = await run_in_threadpool(transfer.parse_document, body, content_type)
     return await transfer.import_library(db, caller.actor, doc, max_chars=settings.max_text_chars)
 
 
@@ -187,7 +199,7 @@ async def resolve_phrase(
         Locale | None, Query(description="BCP 47 tag; default: the phrase's.")
     ] = None,
     at: Annotated[UtcTime | None, Query(description="Instant; default now.")] = None,
-    version: Annotated[int | None, Query(ge=1, description="Pin a version.")] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Pin a version.")] = None,
 ) -> Resolution:
     r = await service.resolve(db, key, locale=locale, at=at, version_number=version)
     return Resolution(
@@ -233,7 +245,12 @@ async def list_versions(key: str, caller: AnyRole, db: DB, settings: SettingsDep
 
 @router.get("/{key}/versions/{number}", operation_id="get_version")
 async def get_version(
-    key: str, number: int, caller: AnyRole, db: DB, settings: SettingsDep, response: Response
+    key: str,
+    number: VersionNumber,
+    caller: AnyRole,
+    db: DB,
+    settings: SettingsDep,
+    response: Response,
 ) -> VersionRead:
     version = await service.get_version(db, await service.get_phrase(db, key), number)
     return _with_etag(response, version_read(key, version, settings.approvals_required))
@@ -242,7 +259,7 @@ async def get_version(
 @router.patch("/{key}/versions/{number}", operation_id="update_version")
 async def update_version(
     key: str,
-    number: int,
+    number: VersionNumber,
     body: VersionUpdate,
     caller: Editor,
     db: DB,
@@ -259,7 +276,7 @@ async def update_version(
 @router.post("/{key}/versions/{number}/submit", operation_id="submit_version")
 async def submit_version(
     key: str,
-    number: int,
+    number: VersionNumber,
     caller: Editor,
     db: DB,
     settings: SettingsDep,
@@ -273,7 +290,7 @@ async def submit_version(
 @router.post("/{key}/versions/{number}/approve", operation_id="approve_version")
 async def approve_version(
     key: str,
-    number: int,
+    number: VersionNumber,
     caller: Approver,
     db: DB,
     settings: SettingsDep,
@@ -296,7 +313,7 @@ async def approve_version(
 @router.post("/{key}/versions/{number}/reject", operation_id="reject_version")
 async def reject_version(
     key: str,
-    number: int,
+    number: VersionNumber,
     body: ReasonBody,
     caller: Approver,
     db: DB,
@@ -313,7 +330,7 @@ async def reject_version(
 @router.post("/{key}/versions/{number}/retire", operation_id="retire_version")
 async def retire_version(
     key: str,
-    number: int,
+    number: VersionNumber,
     body: ReasonBody,
     caller: Approver,
     db: DB,
@@ -330,10 +347,10 @@ async def retire_version(
 @router.get("/{key}/versions/{number}/diff", operation_id="diff_versions")
 async def diff_versions(
     key: str,
-    number: int,
+    number: VersionNumber,
     caller: AnyRole,
     db: DB,
-    against: Annotated[int, Query(ge=1, description="The version to compare with.")],
+    against: Annotated[int, Query(ge=1, le=MAX_INT, description="The version to compare with.")],
 ) -> VersionDiff:
     phrase = await service.get_phrase(db, key)
     new = await service.get_version(db, phrase, number)

@@ -79,10 +79,15 @@ async def create_phrase(db: AsyncSession, actor: Actor, body: PhraseCreate) -> P
 
 async def update_phrase(db: AsyncSession, actor: Actor, key: str, body: PhraseUpdate) -> Phrase:
     phrase = await get_phrase(db, key, lock=True)
-    changes = body.model_dump(mode="json", exclude_unset=True)
+    # null means "leave as is" for every field that cannot be empty; only real changes count.
+    changes = {
+        name: value
+        for name, value in body.model_dump(mode="json", exclude_unset=True).items()
+        if (value is not None or name == "description") and _differs(phrase, name, value)
+    }
+    if not changes:
+        return phrase  # nothing changed: no update, no audit event
     for name, value in changes.items():
-        if value is None and name != "description":
-            continue  # null means "leave as is" for every field that cannot be empty
         if name == "tags":
             wanted = sorted(set(value))
             phrase.tags = [t for t in phrase.tags if t.tag in wanted] + [
@@ -94,6 +99,12 @@ async def update_phrase(db: AsyncSession, actor: Actor, key: str, body: PhraseUp
     await db.flush()
     await audit.append(db, actor, "phrase.updated", "phrase", phrase.key, changes)
     return phrase
+
+
+def _differs(phrase: Phrase, name: str, value: Any) -> bool:
+    if name == "tags":
+        return sorted(set(value)) != sorted(t.tag for t in phrase.tags)
+    return bool(value != getattr(phrase, name))
 
 
 @dataclass(frozen=True)
@@ -263,14 +274,9 @@ def _hashes(texts: dict[str, str]) -> dict[str, str]:
     return {locale: sha256_text(text) for locale, text in sorted(texts.items())}
 
 
-def _check_if_match(version: PhraseVersion, if_match: str | None, *, required: bool) -> None:
+def _check_if_match(version: PhraseVersion, if_match: str | None) -> None:
+    """A given If-Match must name the current ETag (``*`` names any); none is no condition."""
     if if_match is None:
-        if required:
-            raise PreconditionRequired(
-                "send the version's ETag in If-Match: drafts are edited with optimistic "
-                "concurrency",
-                etag=etag_of(version),
-            )
         return
     offered = [tag.strip() for tag in if_match.split(",")]
     if "*" not in offered and etag_of(version) not in offered:
@@ -312,9 +318,12 @@ async def update_version(
     # 428 before 409 before 412: a missing precondition is a client bug whatever the status, and a
     # version that left draft is worth saying so even to a client holding a stale ETag.
     if if_match is None:
-        _check_if_match(version, None, required=True)
+        raise PreconditionRequired(
+            "send the version's ETag in If-Match: drafts are edited with optimistic concurrency",
+            etag=etag_of(version),
+        )
     _check_action(version, Action.EDIT)
-    _check_if_match(version, if_match, required=True)
+    _check_if_match(version, if_match)
 
     changes = body.model_dump(mode="json", exclude_unset=True)
     texts = body.texts if body.texts is not None else texts_of(version)
@@ -357,7 +366,7 @@ async def _transition_target(
     phrase = await get_phrase(db, key)
     version = await get_version(db, phrase, number, lock=True)
     _check_action(version, action)
-    _check_if_match(version, if_match, required=False)
+    _check_if_match(version, if_match)
     return version
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 from service.audit import service as audit
 from service.kit.actor import Actor
 from service.kit.base import utcnow
-from service.kit.errors import InvalidInput
+from service.kit.errors import InvalidInput, validation_problems
 from service.kit.types import RequestBody
 from service.phrases import service
 from service.phrases.lifecycle import Status
@@ -52,20 +52,33 @@ class ImportReport(BaseModel):
     phrases_created: list[str]
     drafts_created: list[dict[str, Any]]
     unchanged: list[str] = Field(description="Phrases whose latest version already says this.")
+    metadata_ignored: list[str] = Field(
+        default_factory=list,
+        description="Existing phrases whose title, category, tags, locale or fallback in the "
+        "document differ from the library's: an import never changes a phrase, only drafts.",
+    )
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a few kilobytes of nested aliases expand into millions
+    of nodes (or a cycle), which would stall the service. Phrases as code never need them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("anchors and aliases (*name) are not allowed")
+        return super().compose_node(parent, index)
 
 
 def parse_document(raw: bytes, content_type: str = "") -> LibraryDoc:
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text) if "json" in content_type else yaml.safe_load(text)
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        data = json.loads(text) if "json" in content_type else yaml.load(text, _NoAliasLoader)  # noqa: S506
+    except (UnicodeDecodeError, ValueError, RecursionError, yaml.YAMLError) as exc:
         raise InvalidInput(f"the document is not valid YAML or JSON: {exc}") from exc
     try:
         return LibraryDoc.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-        ]
+        problems = validation_problems(exc)
         raise InvalidInput(
             f"the document does not describe phrases ({len(problems)} problems)",
             problems=problems,
@@ -146,8 +159,20 @@ async def _import_entries(
     if len(set(keys)) != len(keys):
         raise InvalidInput("the document names a phrase twice", problems=sorted(keys))
     report = ImportReport(phrases_created=[], drafts_created=[], unchanged=[])
+    # Lock the phrases the document names in one statement, in key order: two imports naming the
+    # same phrases in another order must not each hold one and wait for the other.
+    found = await db.scalars(
+        sa.select(Phrase)
+        .where(Phrase.key.in_(keys))
+        .options(selectinload(Phrase.tags))
+        .order_by(Phrase.key)
+        .with_for_update()
+    )
+    by_key = {phrase.key: phrase for phrase in found}
     for entry in doc.phrases:
-        existing = await db.scalar(sa.select(Phrase).where(Phrase.key == entry.key))
+        existing = by_key.get(entry.key)
+        if existing is not None and _metadata(existing) != _metadata_of_entry(entry):
+            report.metadata_ignored.append(entry.key)
         if existing is None:
             await service.create_phrase(
                 db, actor, PhraseCreate.model_validate(entry.model_dump(exclude={"versions"}))
@@ -166,6 +191,29 @@ async def _import_entries(
             raise InvalidInput(f"phrase {entry.key!r}: {exc.detail}", **exc.extra) from exc
         report.drafts_created.append({"key": entry.key, "number": version.number})
     return report
+
+
+def _metadata(phrase: Phrase) -> tuple[Any, ...]:
+    tags = sorted(t.tag for t in phrase.tags)
+    return (
+        phrase.title,
+        phrase.description,
+        phrase.category,
+        tags,
+        phrase.default_locale,
+        phrase.cross_language_fallback,
+    )
+
+
+def _metadata_of_entry(entry: PhraseDoc) -> tuple[Any, ...]:
+    return (
+        entry.title,
+        entry.description,
+        entry.category.value,
+        sorted(set(entry.tags)),
+        entry.default_locale,
+        entry.cross_language_fallback,
+    )
 
 
 async def _same_as_latest(db: AsyncSession, phrase: Phrase, wanted: VersionDoc) -> bool:

@@ -126,6 +126,38 @@ class TestValidationErrors:
                 assert body["param"] == "cursor"
 
 
+class TestOutOfRangeInput:
+    """Values Python accepts but the database or the calendar cannot hold are 422, never 500."""
+
+    async def test_huge_numbers_and_far_times_are_422(self, api: Api) -> None:
+        await api.http.post("/v1/phrases", json=PHRASE, headers=api.as_("alice"))
+        huge = "99999999999999999999"
+        for url in (
+            f"/v1/phrases/recording/versions/{huge}",
+            f"/v1/phrases/recording/versions/{2**31}",
+            f"/v1/phrases/recording/resolve?version={huge}",
+            "/v1/phrases/recording/versions/1/diff?against=3000000000",
+            "/v1/phrases/recording/resolve?at=0001-01-01T00:00:00%2B01:00",
+        ):
+            response = await api.http.get(url, headers=api.as_("audrey"))
+            assert_problem(response, 422, "validation-error")
+
+    async def test_far_effective_time_and_lone_surrogate_are_422(self, api: Api) -> None:
+        await api.http.post("/v1/phrases", json=PHRASE, headers=api.as_("alice"))
+        bodies = (
+            b'{"texts": {"en": "Hi"}, "effective_from": "0001-01-01T00:00:00+05:00"}',
+            b'{"texts": {"en": "hi \\udc00"}}',
+        )
+        for body in bodies:
+            response = await api.http.post(
+                "/v1/phrases/recording/versions",
+                content=body,
+                headers={**api.as_("alice"), "content-type": "application/json"},
+            )
+            assert_problem(response, 422, "validation-error")
+        assert "version.created" not in await audit_actions(api)
+
+
 class TestNulCharacter:
     """PostgreSQL cannot store U+0000; both backends refuse it as bad input, never a 500."""
 

@@ -152,6 +152,7 @@ class TestImport:
             "phrases_created": [],
             "drafts_created": [],
             "unchanged": ["recording"],
+            "metadata_ignored": [],
         }
         versions = await fresh_api.http.get(
             "/v1/phrases/recording/versions", headers=fresh_api.as_("alice")
@@ -173,6 +174,31 @@ class TestImport:
         assert draft["status"] == "draft"
         assert draft["texts"]["en-US"] == "Hello {{name}}, this call is recorded."
         assert (await resolve(api, locale="en-US")).json() == heard  # callers hear the same
+
+    async def test_changed_phrase_metadata_is_reported_not_applied(self, api: Api) -> None:
+        await build_library(api)
+        document = yaml.safe_load((await export(api)).text)
+        recording = next(p for p in document["phrases"] if p["key"] == "recording")
+        recording["title"] = "A new title the import must not apply"
+        response = await import_(api, yaml.safe_dump(document).encode())
+        assert response.status_code == 200, response.text
+        assert response.json()["metadata_ignored"] == ["recording"]
+        phrase = await api.http.get("/v1/phrases/recording", headers=api.as_("bob"))
+        assert phrase.json()["title"] == "Call recording disclosure"
+
+    async def test_yaml_aliases_are_refused(self, api: Api) -> None:
+        bomb = b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        bomb += b"phrases: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+        for content in (bomb, b"phrases: &p [*p]\n"):
+            response = await import_(api, content)
+            assert "aliases" in assert_refused(response, 422, "invalid-input", content)["detail"]
+        assert await list_keys(api) == []
+
+    async def test_other_content_types_are_415(self, api: Api) -> None:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            response = await import_(api, yaml.safe_dump(valid_document()).encode(), content_type)
+            assert_refused(response, 415, "unsupported-media-type", content_type)
+        assert await list_keys(api) == []
 
     async def test_import_needs_the_editor_role(self, api: Api) -> None:
         for who in ("bob", "agent-1", "audrey"):
@@ -324,25 +350,33 @@ class TestCommandLine:
         assert on_disk == over_http
 
         fresh = fresh_settings.database_url
-        code, out, err = await cli(fresh, "phrases", "import", str(exported))
+        code, out, err = await cli(fresh, "phrases", "import", str(exported), "--principal", "zed")
+        assert code == 2
+        assert "no active editor key" in err  # a made-up author would dodge four eyes
+        code, out, err = await cli(
+            fresh, "keys", "create", "--principal", "zed", "--role", "editor"
+        )
+        assert code == 0, err
+        code, out, err = await cli(fresh, "phrases", "import", str(exported), "--principal", "ZED")
         assert code == 0, err
         report = json.loads(out)
         assert sorted(report["phrases_created"]) == ["consent", "greeting", "recording"]
         assert report["drafts_created"] == [{"key": "recording", "number": 1}]
 
-        code, out, err = await cli(fresh, "phrases", "import", str(exported))
+        code, out, err = await cli(fresh, "phrases", "import", str(exported), "--principal", "zed")
         assert code == 0, err
         assert json.loads(out) == {
             "phrases_created": [],
             "drafts_created": [],
             "unchanged": ["recording"],
+            "metadata_ignored": [],
         }
 
         imported = await make_api(fresh_settings)
         draft = (await get_version(imported, "recording", 1)).json()
         assert draft["status"] == "draft"
         assert draft["texts"] == RECORDING_V2
-        assert draft["author"].startswith("cli:")
+        assert draft["author"] == "zed"
         assert sorted(await list_keys(imported)) == ["consent", "greeting", "recording"]
         assert await list_keys(imported, status="approved") == []
 
@@ -354,7 +388,9 @@ class TestCommandLine:
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps(document), encoding="utf-8")
 
-        code, _, err = await cli(database_url, "phrases", "import", str(bad), "--principal", "ops")
+        code, _, err = await cli(
+            database_url, "phrases", "import", str(bad), "--principal", "alice"
+        )
         assert code == 2
         assert "bbb-second" in err
         assert "en-US" in err

@@ -1,6 +1,7 @@
 """Authentication and role checks as FastAPI dependencies.
 
-Every router is mounted with ``Depends(authenticated)``; endpoints narrow it with ``require(...)``.
+The app mounts every /v1 router under ``Depends(authenticated)``; endpoints narrow it with
+``require(...)``.
 """
 
 from __future__ import annotations
@@ -9,15 +10,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.access import service
 from service.access.roles import Role
 from service.access.service import Caller
-from service.kit.db import get_db
+from service.kit.db import DB
 from service.kit.errors import Forbidden, Unauthenticated
-
-DB = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 
 def presented_key(request: Request) -> str | None:

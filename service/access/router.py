@@ -3,8 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.access import service
-from service.access.dependencies import DB, Admin
+from service.access.dependencies import Admin
 from service.access.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyRead
+from service.kit.db import DB
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
 

@@ -5,9 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.access.dependencies import DB, Auditor
+from service.access.dependencies import Auditor
 from service.audit import service
 from service.audit.schemas import AuditEventRead, AuditPage, VerifyResult
+from service.kit.db import DB
 from service.kit.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from service.kit.types import UtcTime
 

@@ -6,12 +6,13 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi import Path as FastApiPath
 from starlette.concurrency import run_in_threadpool
 
-from service.access.dependencies import DB, AnyRole, Approver, Editor
+from service.access.dependencies import AnyRole, Approver, Editor
+from service.kit.db import DB
 from service.kit.errors import UnsupportedMediaType
 from service.kit.pagination import Cursor, Limit
 from service.kit.settings_dep import SettingsDep
 from service.kit.types import UtcTime
-from service.phrases import service, transfer
+from service.phrases import diff, resolution, service, transfer
 from service.phrases.lifecycle import Status
 from service.phrases.models import Phrase, PhraseVersion
 from service.phrases.schemas import (
@@ -201,7 +202,7 @@ async def resolve_phrase(
     at: Annotated[UtcTime | None, Query(description="Instant; default now.")] = None,
     version: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Pin a version.")] = None,
 ) -> Resolution:
-    r = await service.resolve(db, key, locale=locale, at=at, version_number=version)
+    r = await resolution.resolve(db, key, locale=locale, at=at, version_number=version)
     return Resolution(
         phrase_key=r.phrase.key,
         version=r.version.number,
@@ -213,7 +214,7 @@ async def resolve_phrase(
         sha256=service.sha256_text(r.text),
         variables=[VariableSpec.model_validate(x) for x in r.version.variables],
         effective_from=r.declared_start,
-        effective_until=service.in_force_until(r.version),
+        effective_until=resolution.in_force_until(r.version),
     )
 
 
@@ -355,7 +356,7 @@ async def diff_versions(
     phrase = await service.get_phrase(db, key)
     new = await service.get_version(db, phrase, number)
     old = await service.get_version(db, phrase, against)
-    locales, fields = service.diff_versions(key, new, old)
+    locales, fields = diff.diff_versions(key, new, old)
     return VersionDiff(
         phrase_key=key,
         version=number,

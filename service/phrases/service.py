@@ -6,11 +6,9 @@ No HTTP here. Every change appends its audit event in the caller's transaction; 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,8 +23,7 @@ from service.kit.base import utcnow
 from service.kit.errors import PreconditionFailed, PreconditionRequired
 from service.kit.pagination import decode_cursor, encode_cursor
 from service.phrases import errors
-from service.phrases.lifecycle import Action, Status, illegal_reason
-from service.phrases.locales import Fallback, choose_locale, normalize_locale
+from service.phrases.lifecycle import TRANSITIONS, Action, Status, illegal_reason
 from service.phrases.models import Phrase, PhraseTag, PhraseVersion, VersionApproval, VersionText
 from service.phrases.schemas import PhraseCreate, PhraseUpdate, VersionCreate, VersionUpdate
 from service.phrases.variables import Variable, check_texts
@@ -182,7 +179,7 @@ async def latest_version_of(db: AsyncSession, phrase: Phrase) -> tuple[int, str]
 # --- versions ------------------------------------------------------------------------------------
 
 
-def _version_query() -> sa.Select[PhraseVersion]:
+def version_query() -> sa.Select[PhraseVersion]:
     return sa.select(PhraseVersion).options(
         selectinload(PhraseVersion.texts), selectinload(PhraseVersion.approvals)
     )
@@ -191,7 +188,7 @@ def _version_query() -> sa.Select[PhraseVersion]:
 async def get_version(
     db: AsyncSession, phrase: Phrase, number: int, *, lock: bool = False
 ) -> PhraseVersion:
-    query = _version_query().where(
+    query = version_query().where(
         PhraseVersion.phrase_id == phrase.id, PhraseVersion.number == number
     )
     if lock:
@@ -203,7 +200,7 @@ async def get_version(
 
 
 async def list_versions(db: AsyncSession, phrase: Phrase) -> list[PhraseVersion]:
-    query = _version_query().where(PhraseVersion.phrase_id == phrase.id)
+    query = version_query().where(PhraseVersion.phrase_id == phrase.id)
     return list((await db.scalars(query.order_by(PhraseVersion.number))).all())
 
 
@@ -370,16 +367,44 @@ async def _transition_target(
     return version
 
 
+# How each simple move is recorded: audit action, and the columns for when, who and why.
+_MOVES = {
+    Action.SUBMIT: ("version.submitted", "submitted_at", "submitted_by", None),
+    Action.REJECT: ("version.rejected", "rejected_at", "rejected_by", "rejection_reason"),
+    Action.RETIRE: ("version.retired", "retired_at", "retired_by", "retirement_reason"),
+}
+
+
+async def _move(
+    db: AsyncSession,
+    actor: Actor,
+    key: str,
+    number: int,
+    action: Action,
+    *,
+    reason: str | None = None,
+    if_match: str | None = None,
+) -> PhraseVersion:
+    """Submit, reject or retire: the status the lifecycle table names, stamped and audited."""
+    version = await _transition_target(db, key, number, action, if_match)
+    event, at_column, by_column, reason_column = _MOVES[action]
+    now = utcnow()
+    version.status = TRANSITIONS[action][1].value
+    version.updated_at = now
+    setattr(version, at_column, now)
+    setattr(version, by_column, actor.principal)
+    if reason_column is not None:
+        setattr(version, reason_column, reason)
+    await _flush_guarded(db, version)
+    details = {"reason": reason} if reason_column is not None else None
+    await audit.append(db, actor, event, "phrase_version", f"{key}/{number}", details)
+    return version
+
+
 async def submit(
     db: AsyncSession, actor: Actor, key: str, number: int, *, if_match: str | None = None
 ) -> PhraseVersion:
-    version = await _transition_target(db, key, number, Action.SUBMIT, if_match)
-    version.status = Status.IN_REVIEW.value
-    version.submitted_at = version.updated_at = utcnow()
-    version.submitted_by = actor.principal
-    await _flush_guarded(db, version)
-    await audit.append(db, actor, "version.submitted", "phrase_version", f"{key}/{number}")
-    return version
+    return await _move(db, actor, key, number, Action.SUBMIT, if_match=if_match)
 
 
 async def approve(
@@ -436,16 +461,7 @@ async def reject(
     reason: str,
     if_match: str | None = None,
 ) -> PhraseVersion:
-    version = await _transition_target(db, key, number, Action.REJECT, if_match)
-    version.status = Status.REJECTED.value
-    version.rejected_at = version.updated_at = utcnow()
-    version.rejected_by = actor.principal
-    version.rejection_reason = reason
-    await _flush_guarded(db, version)
-    await audit.append(
-        db, actor, "version.rejected", "phrase_version", f"{key}/{number}", {"reason": reason}
-    )
-    return version
+    return await _move(db, actor, key, number, Action.REJECT, reason=reason, if_match=if_match)
 
 
 async def retire(
@@ -457,161 +473,4 @@ async def retire(
     reason: str,
     if_match: str | None = None,
 ) -> PhraseVersion:
-    version = await _transition_target(db, key, number, Action.RETIRE, if_match)
-    version.status = Status.RETIRED.value
-    version.retired_at = version.updated_at = utcnow()
-    version.retired_by = actor.principal
-    version.retirement_reason = reason
-    await _flush_guarded(db, version)
-    await audit.append(
-        db, actor, "version.retired", "phrase_version", f"{key}/{number}", {"reason": reason}
-    )
-    return version
-
-
-# --- resolution ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resolved:
-    phrase: Phrase
-    version: PhraseVersion
-    locale: str
-    requested_locale: str
-    fallback: Fallback
-    text: str
-    declared_start: datetime
-
-
-# Statuses whose versions were in force at some time: a retired version still answers for instants
-# before its retirement, so ``at=`` tells what callers heard then.
-_EVER_IN_FORCE = (Status.APPROVED.value, Status.RETIRED.value)
-
-
-def declared_start(version: PhraseVersion) -> datetime:
-    """The start the version declares: ``effective_from``, or its approval when it names none.
-    Of the versions in force, the latest declared start wins."""
-    approved = version.approved_at
-    assert approved is not None, "approved and retired versions always have approved_at"
-    return version.effective_from or approved
-
-
-def in_force_from(version: PhraseVersion) -> datetime:
-    """The declared start, but never before the approval: a backdated start does not make a text
-    count as in force at instants when nobody had approved it yet."""
-    assert version.approved_at is not None
-    return max(declared_start(version), version.approved_at)
-
-
-def in_force_until(version: PhraseVersion) -> datetime | None:
-    """Until its effective end or its retirement, whichever comes first (None: open-ended)."""
-    ends = [t for t in (version.effective_until, version.retired_at) if t is not None]
-    return min(ends) if ends else None
-
-
-def _in_force(version: PhraseVersion, at: datetime) -> bool:
-    until = in_force_until(version)
-    return in_force_from(version) <= at and (until is None or at < until)
-
-
-async def resolve(
-    db: AsyncSession,
-    key: str,
-    *,
-    locale: str | None,
-    at: datetime | None = None,
-    version_number: int | None = None,
-) -> Resolved:
-    """The approved text in force for ``locale`` at ``at`` (default: now)."""
-    phrase = await get_phrase(db, key)
-    at = at or utcnow()
-    if version_number is not None:
-        version = await _pinned(db, phrase, version_number, at)
-    else:
-        approved = (
-            await db.scalars(
-                _version_query().where(
-                    PhraseVersion.phrase_id == phrase.id,
-                    PhraseVersion.status.in_(_EVER_IN_FORCE),
-                )
-            )
-        ).all()
-        candidates = [v for v in approved if _in_force(v, at)]
-        if not candidates:
-            raise errors.NoVersionInForce(
-                f"phrase {key!r} has no approved version in force at {at.isoformat()}"
-                + (
-                    " (its approved versions are outside their effective window or retired)"
-                    if approved
-                    else ""
-                )
-            )
-        version = max(candidates, key=lambda v: (declared_start(v), v.number))
-
-    requested = normalize_locale(locale) if locale else phrase.default_locale
-    texts = texts_of(version)
-    choice = choose_locale(
-        requested,
-        texts,
-        default_locale=phrase.default_locale,
-        cross_language=phrase.cross_language_fallback,
-    )
-    if choice is None:
-        raise errors.LocaleNotAvailable(
-            f"version {version.number} of {key!r} has no text in {requested!r} or its language "
-            f"(it has {', '.join(sorted(texts))}), and the phrase does not allow falling back "
-            "to another language",
-            available_locales=sorted(texts),
-        )
-    chosen, fallback = choice
-    return Resolved(
-        phrase, version, chosen, requested, fallback, texts[chosen], declared_start(version)
-    )
-
-
-async def _pinned(db: AsyncSession, phrase: Phrase, number: int, at: datetime) -> PhraseVersion:
-    version = await get_version(db, phrase, number)
-    if version.status not in _EVER_IN_FORCE:
-        raise errors.NoVersionInForce(
-            f"version {number} of {phrase.key!r} is {version.status}, not approved"
-        )
-    if not _in_force(version, at):
-        raise errors.NoVersionInForce(
-            f"version {number} of {phrase.key!r} is not in force at {at.isoformat()}"
-        )
-    return version
-
-
-# --- diff ----------------------------------------------------------------------------------------
-
-
-def diff_versions(
-    key: str, new: PhraseVersion, old: PhraseVersion
-) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
-    old_texts, new_texts = texts_of(old), texts_of(new)
-    locales = []
-    for locale in sorted(set(old_texts) | set(new_texts)):
-        before, after = old_texts.get(locale), new_texts.get(locale)
-        change = (
-            "added"
-            if before is None
-            else "removed"
-            if after is None
-            else "unchanged"
-            if before == after
-            else "changed"
-        )
-        lines = difflib.unified_diff(
-            (before or "").splitlines(),
-            (after or "").splitlines(),
-            fromfile=f"{key}/{old.number}/{locale}",
-            tofile=f"{key}/{new.number}/{locale}",
-            lineterm="",
-        )
-        locales.append({"locale": locale, "change": change, "diff": "\n".join(lines)})
-    fields = []
-    for name in ("variables", "change_note", "effective_from", "effective_until"):
-        before_value, after_value = getattr(old, name), getattr(new, name)
-        if before_value != after_value:
-            fields.append({"field": name, "before": before_value, "after": after_value})
-    return locales, fields
+    return await _move(db, actor, key, number, Action.RETIRE, reason=reason, if_match=if_match)

@@ -9,9 +9,10 @@ import pytest
 from fastapi import FastAPI
 
 from service.access import service as access
-from service.access.dependencies import DB, Editor
+from service.access.dependencies import Editor
 from service.access.roles import Role
 from service.app import create_app
+from service.kit.db import DB
 from service.settings import Settings
 from tests.helpers import Api
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +25,36 @@ PEOPLE: dict[str, list[str]] = {
     "agent-1": ["agent"],
     "audrey": ["auditor"],
 }
+
+
+def cli_environment(database_url: str | None, **extra: str) -> dict[str, str]:
+    """The caller's environment without any COMPLIANCE_* setting but the ones given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
+    if database_url is not None:
+        env["COMPLIANCE_DATABASE_URL"] = database_url
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m service ARGS`` as an operator runs it: a process of its own."""
+    return subprocess.run(  # noqa: S603 - our own interpreter running our own module
+        [sys.executable, "-m", "service", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def run_cli_async(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(run_cli, *args, env=env, cwd=cwd)
 
 
 def auth(key: str) -> dict[str, str]:

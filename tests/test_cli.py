@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,36 +20,17 @@ from service.cli import main
 from service.kit import migrate
 from service.kit.db import create_engine
 from service.settings import Settings
-from tests.helpers import ADMIN_KEY, Api, assert_problem, auth
+from tests.helpers import (
+    ADMIN_KEY,
+    Api,
+    assert_problem,
+    auth,
+    cli_environment,
+    run_cli,
+    run_cli_async,
+)
 
 HEAD = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
-
-
-def environment(database_url: str | None, **extra: str) -> dict[str, str]:
-    """The caller's environment without any COMPLIANCE_* setting but the ones given."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
-    if database_url is not None:
-        env["COMPLIANCE_DATABASE_URL"] = database_url
-    env.update(extra)
-    return env
-
-
-def run(
-    *args: str, env: dict[str, str], cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter running our own module
-        [sys.executable, "-m", "service", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-async def run_async(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(run, *args, env=env)
 
 
 async def revision_of(database_url: str) -> str | None:
@@ -79,7 +57,7 @@ class TestMigrate:
     def test_migrate_brings_a_fresh_database_to_the_current_schema(
         self, fresh_database: str
     ) -> None:
-        result = run("migrate", env=environment(fresh_database))
+        result = run_cli("migrate", env=cli_environment(fresh_database))
 
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == f"database at revision {HEAD}"
@@ -88,7 +66,7 @@ class TestMigrate:
     def test_migrate_without_a_database_url_creates_compliance_db_here(
         self, tmp_path: Path
     ) -> None:
-        result = run("migrate", env=environment(None), cwd=tmp_path)
+        result = run_cli("migrate", env=cli_environment(None), cwd=tmp_path)
 
         assert result.returncode == 0, result.stderr
         database = tmp_path / "compliance.db"
@@ -102,7 +80,7 @@ class TestKeysCreate:
     async def test_prints_only_the_key_which_then_works_with_its_roles(
         self, fresh_database: str
     ) -> None:
-        result = await run_async(
+        result = await run_cli_async(
             "keys",
             "create",
             "--principal",
@@ -111,7 +89,7 @@ class TestKeysCreate:
             "editor",
             "--role",
             "approver",
-            env=environment(fresh_database),
+            env=cli_environment(fresh_database),
         )
 
         assert result.returncode == 0, result.stderr
@@ -161,7 +139,7 @@ class TestKeysCreate:
         monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        for name, value in environment(database_url).items():
+        for name, value in cli_environment(database_url).items():
             monkeypatch.setenv(name, value)
 
         # "alice " is not alice: a second principal for one person would defeat four eyes.
@@ -189,7 +167,7 @@ class TestAuditVerify:
     async def test_intact_chain_is_ok_and_exits_0(self, api: Api, database_url: str) -> None:
         events = await api.http.get("/v1/audit", headers=api.as_("audrey"))
 
-        result = await run_async("audit", "verify", env=environment(database_url))
+        result = await run_cli_async("audit", "verify", env=cli_environment(database_url))
 
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout)
@@ -214,7 +192,7 @@ class TestAuditVerify:
         finally:
             await engine.dispose()
 
-        result = await run_async("audit", "verify", env=environment(database_url))
+        result = await run_cli_async("audit", "verify", env=cli_environment(database_url))
 
         assert result.returncode == 1, result.stderr
         report = json.loads(result.stdout)
@@ -224,7 +202,9 @@ class TestAuditVerify:
     def test_missing_database_is_refused_not_created(self, tmp_path: Path) -> None:
         missing = tmp_path / "nowhere.db"
 
-        result = run("audit", "verify", env=environment(f"sqlite:///{missing}"), cwd=tmp_path)
+        result = run_cli(
+            "audit", "verify", env=cli_environment(f"sqlite:///{missing}"), cwd=tmp_path
+        )
 
         assert result.returncode == 2
         assert "no database at" in result.stderr
@@ -234,9 +214,9 @@ class TestAuditVerify:
 class TestSettingsErrors:
     def test_invalid_settings_are_named_without_their_values(self, tmp_path: Path) -> None:
         secret = "short-secret"  # under the 16 characters a bootstrap key needs
-        env = environment(None, COMPLIANCE_BOOTSTRAP_ADMIN_KEY=secret)
+        env = cli_environment(None, COMPLIANCE_BOOTSTRAP_ADMIN_KEY=secret)
 
-        result = run("migrate", env=env, cwd=tmp_path)
+        result = run_cli("migrate", env=env, cwd=tmp_path)
 
         assert result.returncode == 2
         assert "bootstrap_admin_key" in result.stderr
@@ -245,9 +225,9 @@ class TestSettingsErrors:
 
 class TestServe:
     def test_unmigrated_database_without_auto_migrate_is_refused(self, fresh_database: str) -> None:
-        env = environment(fresh_database, COMPLIANCE_AUTO_MIGRATE="false")
+        env = cli_environment(fresh_database, COMPLIANCE_AUTO_MIGRATE="false")
 
-        result = run("serve", "--port", "0", env=env)
+        result = run_cli("serve", "--port", "0", env=env)
 
         assert result.returncode != 0
         assert "compliance-service migrate" in result.stderr

@@ -4,7 +4,6 @@ append-only triggers included, and they reverse cleanly."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from service.kit import migrate
 from service.kit.db import create_engine
 from service.models import Base
 from service.settings import Settings
-from tests.helpers import ADMIN_KEY
+from tests.helpers import ADMIN_KEY, cli_environment, run_cli_async
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_TABLES = set(Base.metadata.tables)
@@ -224,29 +223,16 @@ class TestCommandLine:
     async def test_compliance_service_migrate(
         self, fresh_database: str, engine: AsyncEngine
     ) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
-        env["COMPLIANCE_DATABASE_URL"] = fresh_database
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "service",
-            "migrate",
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-        assert process.returncode == 0, stderr.decode()
+        result = await run_cli_async("migrate", env=cli_environment(fresh_database), cwd=ROOT)
+        assert result.returncode == 0, result.stderr
         head = script().get_current_head()
-        assert f"database at revision {head}" in stdout.decode()
+        assert f"database at revision {head}" in result.stdout
         assert await tables(engine) == APP_TABLES | {"alembic_version"}
 
     async def test_plain_alembic_with_the_database_url_from_the_environment(
         self, fresh_database: str, engine: AsyncEngine
     ) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
-        env["COMPLIANCE_DATABASE_URL"] = fresh_database
+        env = cli_environment(fresh_database)
         for command in (["upgrade", "head"], ["downgrade", "base"], ["upgrade", "head"]):
             process = await asyncio.create_subprocess_exec(
                 sys.executable,

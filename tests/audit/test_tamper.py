@@ -3,10 +3,7 @@ GET /v1/audit/verify and by `compliance-service audit verify`."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,31 +23,18 @@ from tests.audit.support import (
     stored_events,
     verify,
 )
-from tests.helpers import Api
+from tests.helpers import Api, cli_environment, run_cli_async
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 async def cli_verify(database_url: str) -> tuple[int, dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
-    env["COMPLIANCE_DATABASE_URL"] = database_url
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "audit",
-        "verify",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
+    process = await run_cli_async("audit", "verify", env=cli_environment(database_url), cwd=ROOT)
+    stdout, stderr = process.stdout, process.stderr
     try:
         result: dict[str, Any] = json.loads(stdout)
     except ValueError:
-        pytest.fail(f"not JSON on stdout: {stdout!r}; stderr: {stderr.decode()}")
+        pytest.fail(f"not JSON on stdout: {stdout!r}; stderr: {stderr}")
     return process.returncode, result
 
 

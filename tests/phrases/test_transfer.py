@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import httpx
 import yaml
 
 from service.settings import Settings
-from tests.helpers import Api, assert_problem
+from tests.helpers import Api, assert_problem, cli_environment, run_cli_async
 from tests.phrases.support import MakeApi, assert_refused, get_version, list_keys, resolve
 
 RECORDING_V2 = {
@@ -303,25 +301,9 @@ class TestImportIsAllOrNothing:
         assert await list_keys(api) == []
 
 
-def cli_env(database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
-    env["COMPLIANCE_DATABASE_URL"] = database_url
-    return env
-
-
 async def cli(database_url: str, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        *args,
-        env=cli_env(database_url),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    result = await run_cli_async(*args, env=cli_environment(database_url))
+    return result.returncode, result.stdout, result.stderr
 
 
 class TestCommandLine:

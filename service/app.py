@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz", tags=["operations"], operation_id="readyz")
     async def readyz() -> JSONResponse:
         try:
-            async with app.state.sessionmaker() as db:
+            async with app.state.read_sessionmaker() as db:  # never waits for a writer
                 await db.execute(text("SELECT 1"))
         except Exception as exc:  # any failure to reach the database means not ready
             log.warning("readiness check failed: %s", type(exc).__name__)

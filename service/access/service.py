@@ -98,6 +98,15 @@ async def active_roles_of(db: AsyncSession, principal: str) -> set[Role]:
     return {Role(role) for roles in rows for role in roles}
 
 
+async def _active_admin_exists(db: AsyncSession, *, besides: str | None = None) -> bool:
+    """Is there an active admin key (other than ``besides``)? Reads columns, not entities: rows
+    loaded earlier in the session (the caller's own key) would keep their stale state."""
+    query = sa.select(ApiKey.roles).where(ApiKey.revoked_at.is_(None))
+    if besides is not None:
+        query = query.where(ApiKey.id != besides)
+    return any(Role.ADMIN in roles for roles in await db.scalars(query))
+
+
 async def revoke_key(db: AsyncSession, actor: Actor, key_id: str) -> ApiKey:
     # One revocation at a time (the lock of the audit chain it appends to), so two admins revoking
     # each other at once cannot both pass the last-admin check below.
@@ -108,16 +117,11 @@ async def revoke_key(db: AsyncSession, actor: Actor, key_id: str) -> ApiKey:
         raise NotFound(f"no API key with id {key_id!r}")
     if row.revoked_at is not None:
         raise Conflict(f"API key {key_id!r} is already revoked", reason="already-revoked")
-    if Role.ADMIN in row.roles:
-        # Columns, not entities: rows loaded earlier in this session would keep their stale state.
-        others = await db.scalars(
-            sa.select(ApiKey.roles).where(ApiKey.revoked_at.is_(None), ApiKey.id != key_id)
+    if Role.ADMIN in row.roles and not await _active_admin_exists(db, besides=key_id):
+        raise Conflict(
+            "this is the last active admin key: create another admin key before revoking it",
+            reason="last-admin-key",
         )
-        if not any(Role.ADMIN in roles for roles in others):
-            raise Conflict(
-                "this is the last active admin key: create another admin key before revoking it",
-                reason="last-admin-key",
-            )
     row.revoked_at = utcnow()
     row.revoked_by = actor.principal
     await db.flush()
@@ -132,7 +136,7 @@ async def ensure_bootstrap_admin(db: AsyncSession, key: str | None) -> str | Non
     with ``keys create``) one admin key. Returns the plain key when one was created, so the caller
     can show it once; None when an admin key already exists."""
     await audit.lock_chain_head(db)  # two replicas starting at once must not both bootstrap
-    if any(k.revoked_at is None and Role.ADMIN in k.roles for k in await list_keys(db)):
+    if await _active_admin_exists(db):
         return None
     if key is not None:
         reused = await db.scalar(sa.select(ApiKey.id).where(ApiKey.key_hash == hash_key(key)))

@@ -93,12 +93,6 @@ class UnsupportedMediaType(ProblemError):
     title = "Unsupported content type"
 
 
-class PayloadTooLarge(ProblemError):
-    status = 413
-    slug = "payload-too-large"
-    title = "Request body too large"
-
-
 def validation_problems(exc: ValidationError) -> list[str]:
     """``field.path: message`` per error, without the input (it may be a secret)."""
     return [

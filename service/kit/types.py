@@ -19,7 +19,7 @@ def as_utc(value: datetime) -> datetime:
 UtcTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
-def _refuse_nul(value: Any) -> None:
+def _refuse_unstorable(value: Any) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("text must not contain the NUL character (U+0000)")
@@ -29,19 +29,20 @@ def _refuse_nul(value: Any) -> None:
             raise ValueError("text must be valid Unicode (no lone surrogates)") from exc
     elif isinstance(value, dict):
         for key, item in value.items():
-            _refuse_nul(key)
-            _refuse_nul(item)
+            _refuse_unstorable(key)
+            _refuse_unstorable(item)
     elif isinstance(value, list):
         for item in value:
-            _refuse_nul(item)
+            _refuse_unstorable(item)
 
 
 class RequestBody(BaseModel):
-    """Base of every request body. PostgreSQL cannot store U+0000 in text (SQLite can), so it is
-    refused up front on both, as a 422, instead of failing in the database."""
+    """Base of every request body. Text no database column can hold (U+0000, which PostgreSQL
+    refuses and SQLite keeps; lone surrogates, which are not UTF-8) is refused up front on both
+    backends as a 422, instead of failing in the database or when it is hashed."""
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        _refuse_nul(data)
+    def _only_storable_text(cls, data: Any) -> Any:
+        _refuse_unstorable(data)
         return data

@@ -71,7 +71,7 @@ def version_read(key: str, v: PhraseVersion, approvals_required: int) -> Version
         number=v.number,
         status=Status(v.status),
         texts=texts,
-        sha256={loc: service.sha256_text(t) for loc, t in texts.items()},
+        sha256=service.text_hashes(texts),
         variables=[VariableSpec.model_validate(x) for x in v.variables],
         change_note=v.change_note,
         effective_from=v.effective_from,

@@ -204,10 +204,6 @@ async def list_versions(db: AsyncSession, phrase: Phrase) -> list[PhraseVersion]
     return list((await db.scalars(query.order_by(PhraseVersion.number))).all())
 
 
-def variables_of(version: PhraseVersion) -> list[Variable]:
-    return [Variable(**v) for v in version.variables]
-
-
 def texts_of(version: PhraseVersion) -> dict[str, str]:
     return {t.locale: t.text for t in version.texts}
 
@@ -262,12 +258,12 @@ async def create_version(
         "version.created",
         "phrase_version",
         f"{key}/{version.number}",
-        {**body.model_dump(mode="json"), "sha256": _hashes(body.texts)},
+        {**body.model_dump(mode="json"), "sha256": text_hashes(body.texts)},
     )
     return version
 
 
-def _hashes(texts: dict[str, str]) -> dict[str, str]:
+def text_hashes(texts: dict[str, str]) -> dict[str, str]:
     return {locale: sha256_text(text) for locale, text in sorted(texts.items())}
 
 
@@ -352,7 +348,7 @@ async def update_version(
     version.updated_at = utcnow()  # also bumps the revision when only child rows changed
     await _flush_guarded(db, version)
     if body.texts is not None:
-        changes["sha256"] = _hashes(texts)
+        changes["sha256"] = text_hashes(texts)
     await audit.append(db, actor, "version.updated", "phrase_version", f"{key}/{number}", changes)
     return version
 

@@ -188,14 +188,16 @@ class TestRefusals:
     async def test_refused_request_leaves_no_audit_event(self, api: Api) -> None:
         before = await api.http.get("/v1/audit", headers=api.as_("audrey"))
 
-        await api.http.post(
+        refused = await api.http.post(
             "/v1/phrases",
             json={"key": "nope", "title": "N", "category": "other", "default_locale": "en-US"},
             headers=api.as_("agent-1"),
         )
 
+        assert_problem(refused, 403, "forbidden")
         after = await api.http.get("/v1/audit", headers=api.as_("audrey"))
         assert after.json()["items"] == before.json()["items"]
+        assert_problem(await api.http.get("/v1/phrases/nope", headers=api.as_("bob")), 404)
 
 
 class TestCombinedRoles:

@@ -20,7 +20,7 @@ import pytest
 from service.audit.chain import verify_chain
 from service.settings import Settings
 from tests.audit.support import Event, all_events, verify
-from tests.helpers import ADMIN_KEY, Api, assert_problem
+from tests.helpers import Api, assert_problem
 
 
 async def submitted(api: Api, key: str, author: str = "alice") -> None:
@@ -119,13 +119,8 @@ class TestConcurrentApprovals:
 
 class TestConcurrentApprovalsWithTwoRequired:
     @pytest.fixture
-    def settings(self, database_url: str) -> Settings:
-        return Settings(
-            database_url=database_url,
-            bootstrap_admin_key=ADMIN_KEY,
-            auto_migrate=False,
-            approvals_required=2,
-        )
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"approvals_required": 2})
 
     async def test_three_approvers_at_once_give_one_record_and_one_approval(self, api: Api) -> None:
         keys = [f"phrase-{i:02d}" for i in range(10)]

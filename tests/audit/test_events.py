@@ -422,13 +422,8 @@ class TestTheTrailAsServed:
 
 class TestApprovalsRequiredTwo:
     @pytest.fixture
-    def settings(self, database_url: str) -> Settings:
-        return Settings(
-            database_url=database_url,
-            bootstrap_admin_key=ADMIN_KEY,
-            auto_migrate=False,
-            approvals_required=2,
-        )
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"approvals_required": 2})
 
     async def test_first_approval_is_recorded_as_such_and_the_second_approves(
         self, api: Api

@@ -20,18 +20,24 @@ from azure.ai.voicelive.models import (
 )
 
 from service.simulator import Simulator
-from tests.simulator.helpers import caller_audio, peer, say
+from tests.simulator.helpers import Peer, caller_audio, peer, say
 
 PHRASE = "Thirty characters, exactly so."  # two seconds of speech
 
 
+async def spoken_item(client: Peer, text: str) -> str:
+    """Have ``text`` spoken to the end; the id of the assistant item it became."""
+    await client.send(say(text))
+    _, done = await client.until(ServerEventResponseDone)
+    assert done.response.output is not None
+    item_id = done.response.output[0].id
+    assert item_id is not None
+    return item_id
+
+
 async def test_client_truncation_is_confirmed_and_cuts_the_transcript(sim: Simulator) -> None:
     async with peer(sim) as client:
-        await client.send(say(PHRASE))
-        _, done = await client.until(ServerEventResponseDone)
-        assert done.response.output is not None
-        item_id = done.response.output[0].id
-        assert item_id is not None
+        item_id = await spoken_item(client, PHRASE)
         await client.conn.conversation.item.truncate(
             item_id=item_id, content_index=0, audio_end_ms=1000
         )
@@ -52,11 +58,7 @@ async def test_client_truncation_is_confirmed_and_cuts_the_transcript(sim: Simul
 
 async def test_truncation_beyond_the_audio_is_an_error(sim: Simulator) -> None:
     async with peer(sim) as client:
-        await client.send(say(PHRASE))
-        _, done = await client.until(ServerEventResponseDone)
-        assert done.response.output is not None
-        item_id = done.response.output[0].id
-        assert item_id is not None
+        item_id = await spoken_item(client, PHRASE)
         await client.conn.conversation.item.truncate(
             item_id=item_id, content_index=0, audio_end_ms=2001
         )

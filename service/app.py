@@ -16,11 +16,18 @@ from service.access import service as access
 from service.access.dependencies import authenticated
 from service.access.router import router as api_keys_router
 from service.audit.router import router as audit_router
+from service.deliveries.router import router as deliveries_router
+from service.greetings.router import router as greetings_router
 from service.kit import migrate
 from service.kit.db import create_engine, create_sessionmaker
 from service.kit.errors import install_problem_handlers, problem_response
 from service.kit.limits import BodySizeLimit, RefuseNulInUrl
 from service.phrases.router import router as phrases_router
+from service.relay.router import router as relay_router
+from service.relay.upstream import Upstream, make_credential
+from service.sessions import service as sessions
+from service.sessions.registry import LiveSessions
+from service.sessions.router import router as sessions_router
 from service.settings import Settings
 
 log = logging.getLogger("service.app")
@@ -44,6 +51,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, echo=settings.database_echo)
+        key = settings.voicelive_api_key
+        upstream = Upstream(
+            endpoint=settings.voicelive_endpoint,
+            credential=make_credential(
+                settings.voicelive_endpoint, key.get_secret_value() if key else None
+            ),
+            max_message_bytes=settings.relay_max_message_bytes,
+            simulator_speed=settings.simulator_speed,
+        )
         try:
             await migrate.prepare(engine, auto=settings.auto_migrate)
             maker = create_sessionmaker(engine)
@@ -52,12 +68,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 created = await access.ensure_bootstrap_admin(
                     db, given.get_secret_value() if given else None
                 )
+                # A socket cannot outlive the process: what a previous run left live is over.
+                abandoned = await sessions.close_abandoned(
+                    db, settings.replica_url, "the service restarted while the session was live"
+                )
             if created and given is None:
                 announce_admin_key(created)
+            if abandoned:
+                log.warning("ended %d sessions left live by the previous run", abandoned)
             app.state.sessionmaker = maker
             app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
+            app.state.live = LiveSessions()
+            app.state.upstream = upstream
             yield
         finally:
+            await upstream.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -74,9 +99,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RefuseNulInUrl)
     # Every /v1 route is authenticated by default; the public routes below are the exceptions.
     v1 = APIRouter(dependencies=[Depends(authenticated)])
-    for router in (api_keys_router, phrases_router, audit_router):
+    for router in (
+        api_keys_router,
+        phrases_router,
+        audit_router,
+        greetings_router,
+        sessions_router,
+        deliveries_router,
+    ):
         v1.include_router(router)
     app.include_router(v1)
+    app.include_router(relay_router)  # authenticates its own handshake (key header or query)
 
     # Public on purpose: probes carry no credentials.
     @app.get("/healthz", tags=["operations"], operation_id="healthz")

@@ -55,7 +55,35 @@ class Settings(BaseSettings):
     voicelive_endpoint: str | None = Field(
         default=None, description="Upstream Voice Live endpoint; default: the built-in simulator."
     )
-    voicelive_api_key: SecretStr | None = None
+    voicelive_api_key: SecretStr | None = Field(
+        default=None,
+        description="Key for the upstream; unset with a real endpoint: Entra ID (azure-identity).",
+    )
+    simulator_speed: float = Field(
+        default=1.0,
+        ge=0,
+        description="Audio pacing of the built-in simulator (1: real time, 0: no waiting).",
+    )
+    delivery_max_plays: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Times a non-interruptible phrase is played before an interruption is final.",
+    )
+    delivery_answer_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds the upstream has to start a sent delivery."
+    )
+    delivery_queue_limit: int = Field(
+        default=100, ge=1, description="Deliveries that may wait in one session's queue."
+    )
+    greeting_audio_hold: float = Field(
+        default=5.0,
+        ge=0,
+        description="Longest time caller audio is held back while a greeting is being sent.",
+    )
+    relay_max_message_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest WebSocket message relayed."
+    )
     replica_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

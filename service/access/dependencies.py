@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from service.access import service
 from service.access.roles import Role
@@ -18,7 +19,7 @@ from service.kit.db import DB
 from service.kit.errors import Forbidden, Unauthenticated
 
 
-def presented_key(request: Request) -> str | None:
+def presented_key(request: HTTPConnection) -> str | None:
     authorization = request.headers.get("authorization")
     if authorization:
         scheme, _, value = authorization.partition(" ")
@@ -65,4 +66,5 @@ Admin = Annotated[Caller, Depends(require(Role.ADMIN))]
 Editor = Annotated[Caller, Depends(require(Role.EDITOR))]
 Approver = Annotated[Caller, Depends(require(Role.APPROVER))]
 Auditor = Annotated[Caller, Depends(require(Role.AUDITOR))]
+Agent = Annotated[Caller, Depends(require(Role.AGENT, Role.ADMIN))]
 AnyRole = AuthenticatedCaller

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +19,12 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def time_ordered_id(prefix: str) -> str:
+    """An id that sorts by creation time (milliseconds, then 80 random bits), so listing by id is
+    listing in order and the id doubles as a keyset cursor."""
+    return f"{prefix}{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def utcnow() -> datetime:

@@ -33,6 +33,9 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
 PHRASE_KEY = "matrix"
 VERSION_NUMBER = 1
 UNKNOWN_KEY_ID = "0" * 32
+SESSION_ID = "ses_matrix"
+DELIVERY_ID = "dlv_matrix"
+POLICY_NAME = "matrix"
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,14 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        return self.path.format(key=PHRASE_KEY, number=VERSION_NUMBER, key_id=UNKNOWN_KEY_ID)
+        return self.path.format(
+            key=PHRASE_KEY,
+            number=VERSION_NUMBER,
+            key_id=UNKNOWN_KEY_ID,
+            session_id=SESSION_ID,
+            delivery_id=DELIVERY_ID,
+            name=POLICY_NAME,
+        )
 
     @property
     def sends_body(self) -> bool:
@@ -66,6 +76,12 @@ def allowed_roles(endpoint: Endpoint) -> frozenset[str]:
             return ANY_ROLE
         if method in {"POST", "PATCH"}:
             return frozenset({"editor"})
+    if path.startswith("/v1/greeting-policies"):
+        return ANY_ROLE if method == "GET" else frozenset({"editor"})
+    if path == "/v1/sessions/{session_id}/deliveries" and method == "POST":
+        return frozenset({"agent", "admin"})
+    if path.startswith(("/v1/sessions", "/v1/deliveries")) and method == "GET":
+        return ANY_ROLE
     raise LookupError(f"no expected roles for {endpoint}: add it to tests/access/policy.py")
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from service.deliveries.models import Delivery
+from service.sessions.models import LiveSession
 from tests.access.policy import (
+    DELIVERY_ID,
     HOLDER,
     PHRASE_KEY,
+    POLICY_NAME,
     ROLES,
+    SESSION_ID,
     VERSION_NUMBER,
     Endpoint,
     allowed_roles,
@@ -39,11 +45,35 @@ async def call(api: Api, endpoint: Endpoint, who: str) -> httpx.Response:
 
 
 @pytest.fixture
-async def matrix_api(api: Api) -> Api:
-    """The phrase the matrix addresses, with an approved version 1 so every read answers 200."""
+async def matrix_api(api: Api, app: FastAPI) -> Api:
+    """What the matrix addresses exists, so every read answers 200: the phrase with an approved
+    version 1, a greeting policy, and an ended session of agent-1 with one delivery."""
     await api.create_phrase(PHRASE_KEY)
     version = await api.approved_version(PHRASE_KEY)
     assert version["number"] == VERSION_NUMBER
+    policy = {"name": POLICY_NAME, "mode": "pregenerated", "phrase_key": PHRASE_KEY}
+    response = await api.http.post("/v1/greeting-policies", json=policy, headers=api.as_("alice"))
+    assert response.status_code == 201, response.text
+    now = datetime.now(UTC)
+    async with app.state.sessionmaker.begin() as db:
+        db.add(
+            LiveSession(
+                id=SESSION_ID, kind="relay", state="closed", principal="agent-1", started_at=now
+            )
+        )
+        await db.flush()
+        db.add(
+            Delivery(
+                id=DELIVERY_ID,
+                session_id=SESSION_ID,
+                kind="phrase",
+                status="expired",
+                priority="append",
+                interruptible=True,
+                requested_by="agent-1",
+                requested_at=now,
+            )
+        )
     return api
 
 

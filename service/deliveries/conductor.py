@@ -1,0 +1,549 @@
+"""The delivery rules of one live session, with no I/O: when each delivery's ``response.create``
+goes out, and what every server event means for it.
+
+The engine (``engine.py``) feeds it the session's control events and the arrival of audio frames
+and carries out what it returns: events to send upstream, records to persist, timers to start.
+Keeping the rules pure makes every race of the protocol a plain unit test.
+
+Correlation: each ``response.create`` carries ``metadata`` naming the delivery. When the upstream
+echoes it (``response.created.response.metadata``) that decides; when it does not, responses are
+matched to requests in the order the requests went out (ours and the agent's alike), and an
+``error`` that names our ``event_id`` undoes a wrong match (a response server VAD started raced
+ours).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from service.deliveries.states import FINAL, Priority, Status
+
+METADATA_KEY = "compliance_delivery_id"
+COLLISION = "conversation_already_has_active_response"
+MAX_COLLISIONS = 10
+COLLISION_RETRY_SECONDS = 0.25
+# Bytes of audio per millisecond for each Voice Live output format.
+BYTES_PER_MS = {
+    "pcm16": 48.0,
+    "pcm16_24000hz": 48.0,
+    "pcm16_16000hz": 32.0,
+    "pcm16_8000hz": 16.0,
+    "g711_ulaw": 8.0,
+    "g711_alaw": 8.0,
+}
+
+
+@dataclass
+class Attempt:
+    """One ``response.create`` sent for a delivery."""
+
+    number: int
+    event_id: str
+    sent_at: datetime
+    response_id: str | None = None
+    item_id: str | None = None
+    started_at: datetime | None = None
+    first_audio_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    played_ms: int | None = None
+
+
+@dataclass
+class Tracked:
+    """A delivery as the session's engine follows it; ``snapshot()`` is what gets persisted."""
+
+    id: str
+    text: str | None
+    instructions: str | None
+    priority: Priority
+    interruptible: bool
+    max_plays: int
+    greeting: bool = False
+    status: Status = Status.QUEUED
+    attempts: list[Attempt] = field(default_factory=list)
+    plays: int = 0
+    collisions: int = 0
+    response_id: str | None = None
+    item_id: str | None = None
+    transcript: str | None = None
+    transcript_verified: bool | None = None
+    played_ms: int | None = None
+    failure_reason: str | None = None
+    sent_at: datetime | None = None
+    started_at: datetime | None = None
+    first_audio_at: datetime | None = None
+    ended_at: datetime | None = None
+    # Per attempt, not persisted: audio sent so far and when it started (monotonic seconds).
+    audio_ms: float = 0.0
+    audio_began: float | None = None
+    truncated_ms: int | None = None
+
+    @property
+    def current(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "attempts": len(self.attempts),
+            "response_id": self.response_id,
+            "item_id": self.item_id,
+            "transcript": self.transcript,
+            "transcript_verified": self.transcript_verified,
+            "played_ms": self.played_ms,
+            "failure_reason": self.failure_reason,
+            "sent_at": self.sent_at,
+            "started_at": self.started_at,
+            "first_audio_at": self.first_audio_at,
+            "ended_at": self.ended_at,
+        }
+
+
+@dataclass(frozen=True)
+class Send:
+    event: dict[str, Any]
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """Persist a delivery's state after a transition; ``action`` names the audit event."""
+
+    delivery_id: str
+    action: str
+    fields: dict[str, Any]
+    attempt: dict[str, Any] | None
+    final: bool
+
+
+@dataclass(frozen=True)
+class AnswerTimer:
+    """Fail the attempt unless the upstream answered it by then."""
+
+    delivery_id: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """Try sending again shortly (a collision with a response we never saw start)."""
+
+    seconds: float
+
+
+Effect = Send | Record | AnswerTimer | RetryLater
+
+
+def response_create(tracked: Tracked, attempt: Attempt) -> dict[str, Any]:
+    """The event that speaks a delivery. ``cancel_previous`` is false: the conductor itself decides
+    what may be cut off (an ``interrupt`` delivery cancels explicitly first)."""
+    response: dict[str, Any] = {
+        "cancel_previous": False,
+        "metadata": {METADATA_KEY: tracked.id, "attempt": str(attempt.number)},
+    }
+    if tracked.text is not None:
+        response["pre_generated_assistant_message"] = {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "text", "text": tracked.text}],
+        }
+    else:
+        response["instructions"] = tracked.instructions
+    return {"type": "response.create", "event_id": attempt.event_id, "response": response}
+
+
+class Conductor:
+    """One session's delivery queue and its view of the conversation."""
+
+    def __init__(self, *, answer_timeout: float) -> None:
+        self.answer_timeout = answer_timeout
+        self.queue: list[Tracked] = []
+        self.inflight: Tracked | None = None  # sent, not yet answered by response.created
+        self.active: str | None = None  # the response in progress, ours or not
+        self.active_owner: Tracked | None = None
+        self.cancel_requested_for: str | None = None
+        self.cancel_reason: str | None = None
+        self.expected: deque[Tracked | None] = deque()  # None: a response.create of the agent
+        self.user_speaking = False
+        self.ready = False
+        self.held = False  # the greeting is being prepared: it must go first
+        self.closed = False
+        self.metadata_echoed = False
+        self.by_item: dict[str, Tracked] = {}
+        self.bytes_per_ms = BYTES_PER_MS["pcm16"]
+
+    # --- questions ------------------------------------------------------------------------------
+
+    @property
+    def tracking_audio(self) -> bool:
+        """Whether audio frames matter right now (one of ours is playing)."""
+        return self.active_owner is not None
+
+    def busy(self) -> bool:
+        return bool(
+            self.inflight or self.active or self.queue or self.user_speaking or self.expected
+        )
+
+    # --- requests -------------------------------------------------------------------------------
+
+    def submit(self, tracked: Tracked, now: datetime) -> list[Effect]:
+        if self.closed:
+            return self._end(tracked, Status.EXPIRED, now, "the session ended before it was sent")
+        if tracked.priority is Priority.IF_IDLE and self.busy():
+            return self._end(
+                tracked, Status.SKIPPED, now, "the session was not idle (a response was playing)"
+            )
+        if tracked.greeting:
+            self.queue.insert(0, tracked)
+        elif tracked.priority is Priority.INTERRUPT:
+            ahead = sum(1 for t in self.queue if t.greeting or t.priority is Priority.INTERRUPT)
+            self.queue.insert(ahead, tracked)
+        else:
+            self.queue.append(tracked)
+        return self._cancel_for_interrupt() + self.pump(now)
+
+    def pump(self, now: datetime) -> list[Effect]:
+        """Send the next delivery if nothing is in the way."""
+        if not self.ready or self.held or self.closed or self.inflight or self.active:
+            return []
+        if not self.queue:
+            return []
+        if self.expected:  # a response the agent asked for is about to start
+            return []
+        head = self.queue[0]
+        if self.user_speaking and head.priority is not Priority.INTERRUPT:
+            return []
+        self.queue.pop(0)
+        return self._send(head, now)
+
+    def _send(self, tracked: Tracked, now: datetime) -> list[Effect]:
+        number = len(tracked.attempts) + 1
+        attempt = Attempt(number, f"{tracked.id}.{number}", now)
+        tracked.attempts.append(attempt)
+        tracked.status = Status.SENT
+        tracked.sent_at = tracked.sent_at or now
+        tracked.audio_ms, tracked.audio_began, tracked.truncated_ms = 0.0, None, None
+        self.inflight = tracked
+        self.expected.append(tracked)
+        return [
+            Send(response_create(tracked, attempt), tracked.id),
+            self._record(tracked, "delivery.sent"),
+            AnswerTimer(tracked.id, attempt.event_id),
+        ]
+
+    def _cancel_for_interrupt(self) -> list[Effect]:
+        """An ``interrupt`` delivery at the head cuts what is playing, unless that is one of our
+        non-interruptible deliveries (it then goes right after it)."""
+        if not self.queue or self.queue[0].priority is not Priority.INTERRUPT:
+            return []
+        if self.active is None or self.cancel_requested_for == self.active:
+            return []
+        owner = self.active_owner
+        if owner is not None and not owner.interruptible:
+            return []
+        self.cancel_requested_for = self.active
+        self.cancel_reason = f"cancelled for the interrupt delivery {self.queue[0].id}"
+        return [Send({"type": "response.cancel", "response_id": self.active})]
+
+    # --- events from the agent ------------------------------------------------------------------
+
+    def on_client_event(self, event: dict[str, Any], now: datetime) -> list[Effect]:
+        kind = event.get("type")
+        if kind == "response.create":
+            self.expected.append(None)
+        elif kind == "conversation.item.truncate":
+            end = event.get("audio_end_ms")
+            item = event.get("item_id")
+            if isinstance(item, str) and isinstance(end, int):
+                return self._truncated(item, end, now, "the agent stopped playback")
+        return []
+
+    # --- events from the upstream ---------------------------------------------------------------
+
+    def on_server_event(self, event: dict[str, Any], now: datetime, mono: float) -> list[Effect]:
+        kind = event.get("type")
+        if kind == "session.created":
+            self.ready = True
+            return self.pump(now)
+        if kind == "session.updated":
+            fmt = (event.get("session") or {}).get("output_audio_format")
+            if isinstance(fmt, str):
+                self.bytes_per_ms = BYTES_PER_MS.get(fmt, self.bytes_per_ms)
+            return []
+        if kind == "response.created":
+            return self._response_created(event.get("response") or {}, now)
+        if kind == "response.output_item.added":
+            owner = self._owner_of(event.get("response_id"))
+            item = (event.get("item") or {}).get("id")
+            if owner is not None and isinstance(item, str) and owner.current is not None:
+                owner.item_id = owner.current.item_id = item
+                self.by_item[item] = owner
+            return []
+        if kind == "response.audio_transcript.done":
+            owner = self._owner_of(event.get("response_id"))
+            if owner is not None:
+                owner.transcript = event.get("transcript")
+            return []
+        if kind == "response.done":
+            return self._response_done(event.get("response") or {}, now, mono)
+        if kind == "conversation.item.truncated":
+            item, end = event.get("item_id"), event.get("audio_end_ms")
+            if isinstance(item, str) and isinstance(end, int):
+                return self._truncated(item, end, now, "truncated by the service")
+            return []
+        if kind == "input_audio_buffer.speech_started":
+            self.user_speaking = True
+            return []
+        if kind == "input_audio_buffer.speech_stopped":
+            self.user_speaking = False
+            return self.pump(now)
+        if kind == "error":
+            return self._error(event.get("error") or {}, now)
+        return []
+
+    def on_audio(self, audio_bytes: int, now: datetime, mono: float) -> list[Effect]:
+        owner = self.active_owner
+        if owner is None:
+            return []
+        owner.audio_ms += audio_bytes / self.bytes_per_ms
+        if owner.audio_began is not None:
+            return []
+        owner.audio_began = mono
+        owner.status = Status.SPEAKING
+        owner.first_audio_at = owner.first_audio_at or now
+        if owner.current is not None:
+            owner.current.first_audio_at = now
+        return [self._record(owner, "delivery.speaking")]
+
+    def on_answer_timeout(self, delivery_id: str, event_id: str, now: datetime) -> list[Effect]:
+        tracked = self.inflight
+        if tracked is None or tracked.id != delivery_id or tracked.status is not Status.SENT:
+            return []
+        if tracked.current is None or tracked.current.event_id != event_id:
+            return []
+        self._forget_request(tracked)
+        reason = f"no answer from the upstream within {self.answer_timeout:g} s"
+        return self._fail(tracked, now, reason) + self.pump(now)
+
+    def close(self, now: datetime, reason: str) -> list[Effect]:
+        """The session ended: what was on the way failed, what waited expired."""
+        self.closed = True
+        effects: list[Effect] = []
+        for tracked in {id(t): t for t in (self.inflight, self.active_owner) if t}.values():
+            effects += self._fail(tracked, now, f"the session ended while it played: {reason}")
+        for tracked in self.queue:
+            effects += self._end(tracked, Status.EXPIRED, now, f"the session ended first: {reason}")
+        self.queue.clear()
+        self.inflight = self.active_owner = None
+        return effects
+
+    # --- the rules behind the events ------------------------------------------------------------
+
+    def _response_created(self, response: dict[str, Any], now: datetime) -> list[Effect]:
+        rid = response.get("id")
+        if not isinstance(rid, str):
+            return []
+        self.active, self.active_owner = rid, None
+        owner = self._attribute(response.get("metadata"))
+        effects: list[Effect] = []
+        if owner is not None:
+            if self.inflight is owner:
+                self.inflight = None
+            attempt = owner.current
+            assert attempt is not None
+            owner.response_id = attempt.response_id = rid
+            owner.started_at = owner.started_at or now
+            attempt.started_at = now
+            owner.status = Status.STARTED
+            owner.plays += 1
+            self.active_owner = owner
+            effects.append(self._record(owner, "delivery.started"))
+        return effects + self._cancel_for_interrupt()
+
+    def _attribute(self, metadata: Any) -> Tracked | None:
+        """Whose response this is: by the echoed metadata, else by the order of requests."""
+        named = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+        if isinstance(named, str):
+            self.metadata_echoed = True
+            for tracked in self.expected:
+                if tracked is not None and tracked.id == named:
+                    self.expected.remove(tracked)
+                    return tracked
+            return None
+        if not self.expected:
+            return None  # server VAD started it
+        if self.metadata_echoed and self.expected[0] is not None:
+            return None  # ours would have carried its metadata: this one is someone else's
+        return self.expected.popleft()
+
+    def _owner_of(self, response_id: Any) -> Tracked | None:
+        owner = self.active_owner
+        return owner if owner is not None and owner.response_id == response_id else None
+
+    def _response_done(self, response: dict[str, Any], now: datetime, mono: float) -> list[Effect]:
+        rid = response.get("id")
+        if rid != self.active:
+            return []
+        owner = self.active_owner
+        cancel_reason = self.cancel_reason if self.cancel_requested_for == rid else None
+        self.active = self.active_owner = self.cancel_requested_for = self.cancel_reason = None
+        effects: list[Effect] = []
+        if owner is not None:
+            effects = self._outcome(owner, response, now, mono, cancel_reason)
+        return effects + self.pump(now)
+
+    def _outcome(
+        self,
+        owner: Tracked,
+        response: dict[str, Any],
+        now: datetime,
+        mono: float,
+        cancel_reason: str | None,
+    ) -> list[Effect]:
+        status = response.get("status")
+        details = response.get("status_details") or {}
+        heard = round(owner.audio_ms)
+        if owner.audio_began is not None:  # real-time playback: no more than the time elapsed
+            heard = min(heard, round((mono - owner.audio_began) * 1000))
+        if status == "completed" and owner.truncated_ms is None:
+            owner.played_ms = round(owner.audio_ms)
+            owner.transcript_verified = (
+                owner.transcript == owner.text if owner.text is not None else None
+            )
+            return self._end(owner, Status.COMPLETED, now, None, outcome="completed")
+        if status == "completed" or status == "cancelled":
+            reason = details.get("reason")
+            if owner.truncated_ms is not None:
+                why, heard = "the agent stopped playback", owner.truncated_ms
+            elif reason == "turn_detected":
+                why = "the caller spoke over it (turn_detected)"
+            else:
+                why = cancel_reason or f"cancelled ({reason or 'no reason given'})"
+            return self._interrupted(owner, now, why, heard)
+        error = details.get("error") or {}
+        why = f"the response ended {status}" + (
+            f": {details.get('reason') or error.get('code') or error.get('message')}"
+            if details
+            else ""
+        )
+        return self._fail(owner, now, why)
+
+    def _interrupted(self, owner: Tracked, now: datetime, why: str, heard: int) -> list[Effect]:
+        owner.played_ms = heard
+        owner.transcript_verified = None
+        replay = not owner.interruptible and owner.plays < owner.max_plays and not self.closed
+        if not replay:
+            return self._end(owner, Status.INTERRUPTED, now, why, outcome="interrupted", ms=heard)
+        self._close_attempt(owner, now, "interrupted", why, heard)
+        owner.status = Status.INTERRUPTED
+        effects: list[Effect] = [self._record(owner, "delivery.interrupted", reason=why)]
+        owner.status = Status.QUEUED
+        self.queue.insert(0, owner)
+        effects.append(self._record(owner, "delivery.replay_queued", reason=why))
+        return effects
+
+    def _truncated(self, item: str, end_ms: int, now: datetime, why: str) -> list[Effect]:
+        owner = self.by_item.get(item)
+        if owner is None or owner.current is None or owner.current.item_id != item:
+            return []
+        if owner is self.active_owner:  # still playing: decided when the response ends
+            owner.truncated_ms = end_ms
+            return []
+        if owner.status is Status.COMPLETED:  # the listener did not hear it all after all
+            owner.status = Status.SPEAKING
+            return self._interrupted(owner, now, why, end_ms)
+        if owner.current.played_ms != end_ms and owner.current.outcome == "interrupted":
+            owner.current.played_ms = end_ms
+            if owner.status is Status.INTERRUPTED:
+                owner.played_ms = end_ms
+            return [self._record(owner, "delivery.truncated", reason=why)]
+        return []
+
+    def _error(self, error: dict[str, Any], now: datetime) -> list[Effect]:
+        event_id = error.get("event_id")
+        tracked = next(
+            (
+                t
+                for t in (self.inflight, self.active_owner, *self.expected)
+                if t is not None and t.current is not None and t.current.event_id == event_id
+            ),
+            None,
+        )
+        if tracked is None:
+            return []
+        self._forget_request(tracked)
+        if tracked is self.active_owner:  # we matched someone else's response to it: undo
+            self.active_owner = None
+            tracked.plays -= 1
+        code = error.get("code")
+        if code == COLLISION and tracked.collisions < MAX_COLLISIONS:
+            tracked.collisions += 1
+            self._close_attempt(tracked, now, "collided", "a response was already in progress")
+            tracked.status = Status.QUEUED
+            self.queue.insert(0, tracked)
+            effects: list[Effect] = [self._record(tracked, "delivery.collided")]
+            return effects + ([] if self.active else [RetryLater(COLLISION_RETRY_SECONDS)])
+        why = f"the upstream refused it: {code or 'error'}: {error.get('message') or ''}".strip()
+        return self._fail(tracked, now, why) + self.pump(now)
+
+    def _forget_request(self, tracked: Tracked) -> None:
+        if self.inflight is tracked:
+            self.inflight = None
+        if tracked in self.expected:
+            self.expected.remove(tracked)
+
+    # --- endings --------------------------------------------------------------------------------
+
+    def _fail(self, tracked: Tracked, now: datetime, why: str) -> list[Effect]:
+        return self._end(tracked, Status.FAILED, now, why, outcome="failed")
+
+    def _end(
+        self,
+        tracked: Tracked,
+        status: Status,
+        now: datetime,
+        why: str | None,
+        *,
+        outcome: str | None = None,
+        ms: int | None = None,
+    ) -> list[Effect]:
+        if outcome is not None:
+            self._close_attempt(tracked, now, outcome, why, ms)
+        tracked.status = status
+        tracked.ended_at = now
+        if status is not Status.COMPLETED:
+            tracked.failure_reason = why if status is not Status.INTERRUPTED else None
+        return [self._record(tracked, f"delivery.{status.value}", reason=why, final=True)]
+
+    @staticmethod
+    def _close_attempt(
+        tracked: Tracked, now: datetime, outcome: str, why: str | None, ms: int | None = None
+    ) -> None:
+        attempt = tracked.current
+        if attempt is None:
+            return
+        attempt.ended_at, attempt.outcome, attempt.reason = now, outcome, why
+        attempt.played_ms = ms if ms is not None else round(tracked.audio_ms)
+
+    @staticmethod
+    def _record(
+        tracked: Tracked, action: str, *, reason: str | None = None, final: bool = False
+    ) -> Record:
+        attempt = tracked.current
+        return Record(
+            tracked.id,
+            action,
+            tracked.snapshot() | ({"reason": reason} if reason else {}),
+            dataclasses.asdict(attempt) if attempt else None,
+            final,
+        )

@@ -1,0 +1,248 @@
+"""The delivery engine of one live session: the conductor's rules, carried out.
+
+It owns the per-session queue (inside the conductor), sends through a ``Transport`` (the relay's
+upstream socket now, an attached agent's control channel later), and persists every transition in
+order through one recorder task, so the record and the audit chain follow the wire exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.deliveries import service
+from service.deliveries.conductor import (
+    AnswerTimer,
+    Conductor,
+    Effect,
+    Record,
+    RetryLater,
+    Send,
+    Tracked,
+)
+from service.kit.base import utcnow
+from service.sessions import service as sessions
+
+log = logging.getLogger("service.deliveries")
+
+Job = Callable[[AsyncSession], Awaitable[None]]
+
+
+class TransportClosed(Exception):
+    """The session's connection is gone; its end is being handled by whoever holds it."""
+
+
+class Transport(Protocol):
+    """Where a session's control events go: the only thing that differs between kinds."""
+
+    async def send_event(self, event: dict[str, Any]) -> None: ...
+
+
+class SessionEngine:
+    def __init__(
+        self,
+        session_id: str,
+        transport: Transport,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        answer_timeout: float,
+        queue_limit: int,
+    ) -> None:
+        self.session_id = session_id
+        self.transport = transport
+        self.conductor = Conductor(answer_timeout=answer_timeout)
+        self.queue_limit = queue_limit
+        self._maker = sessionmaker
+        # (job, the delivery whose final state it persists, if any); None ends the loop.
+        self._jobs: asyncio.Queue[tuple[Job, str | None] | None] = asyncio.Queue()
+        self._recorder: asyncio.Task[None] | None = None
+        self._timers: set[asyncio.Task[None]] = set()
+        self._send_lock = asyncio.Lock()
+        self._finished: dict[str, asyncio.Event] = {}
+        self._sent_hooks: dict[str, asyncio.Event] = {}
+        self.voicelive_session_id: str | None = None
+        # The greeting: sent when the upstream first says session.updated; until it has gone out,
+        # other deliveries wait and caller audio is held back (at most ``_audio_hold`` seconds).
+        self.audio_gate = asyncio.Event()
+        self.audio_gate.set()
+        self._greeter: Callable[[], Coroutine[Any, Any, None]] | None = None
+        self._greeting: asyncio.Task[None] | None = None
+        self._audio_hold = 0.0
+
+    # --- life -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        name = f"recorder {self.session_id}"
+        self._recorder = asyncio.create_task(self._record_loop(), name=name)
+
+    def greet_with(
+        self, greeter: Callable[[], Coroutine[Any, Any, None]], audio_hold: float
+    ) -> None:
+        """Run ``greeter`` on the first session.updated; it must end with ``greeting_queued``."""
+        self._greeter, self._audio_hold = greeter, audio_hold
+        self.conductor.held = True
+        self.audio_gate.clear()
+
+    async def greeting_queued(self, tracked: Tracked | None) -> None:
+        """The greeting is decided: ``tracked`` goes first (None: there is none to send)."""
+        self.conductor.held = False
+        if tracked is None:
+            self.audio_gate.set()
+            await self._execute(self.conductor.pump(utcnow()))
+            return
+        sent = self.sent_signal(tracked.id)
+        await self.submit(tracked)
+        if sent.is_set():
+            self.audio_gate.set()
+        else:
+            sent_task = asyncio.ensure_future(sent.wait())
+            sent_task.add_done_callback(lambda _: self.audio_gate.set())
+
+    async def caller_audio_allowed(self) -> None:
+        """Returns when caller audio may go upstream: the greeting went first, or the hold ended."""
+        if self.audio_gate.is_set():
+            return
+        try:
+            async with asyncio.timeout(self._audio_hold):
+                await self.audio_gate.wait()
+        except TimeoutError:
+            log.warning(
+                "session %s: caller audio held %.1f s for the greeting; let through",
+                self.session_id,
+                self._audio_hold,
+            )
+            self.audio_gate.set()
+
+    async def stop(self, reason: str) -> None:
+        """End the session: expire what waits, fail what played, and flush every record."""
+        if self._greeting is not None and not self._greeting.done():
+            self._greeting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._greeting
+        self._execute_now(self.conductor.close(utcnow(), reason))
+        for timer in self._timers:
+            timer.cancel()
+        for timer in list(self._timers):
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        self._jobs.put_nowait(None)
+        if self._recorder is not None:
+            await self._recorder
+
+    def record_later(self, job: Job) -> None:
+        """Persist something in order with the session's transitions (e.g. its Voice Live id)."""
+        self._jobs.put_nowait((job, None))
+
+    # --- inputs ---------------------------------------------------------------------------------
+
+    def queued(self) -> int:
+        return len(self.conductor.queue)
+
+    async def submit(self, tracked: Tracked) -> None:
+        self._finished.setdefault(tracked.id, asyncio.Event())
+        await self._execute(self.conductor.submit(tracked, utcnow()))
+
+    async def server_event(self, event: dict[str, Any]) -> None:
+        await self._execute(self.conductor.on_server_event(event, utcnow(), time.monotonic()))
+        kind = event.get("type")
+        if kind == "session.created" and self.voicelive_session_id is None:
+            voicelive_id = (event.get("session") or {}).get("id")
+            if isinstance(voicelive_id, str):
+                self.voicelive_session_id = voicelive_id
+                session_id = self.session_id
+                self.record_later(
+                    lambda db: sessions.note_voicelive_id(db, session_id, voicelive_id)
+                )
+        elif kind == "session.updated" and self._greeter is not None and self._greeting is None:
+            self._greeting = asyncio.create_task(self._greeter(), name=f"greet {self.session_id}")
+
+    async def client_event(self, event: dict[str, Any]) -> None:
+        await self._execute(self.conductor.on_client_event(event, utcnow()))
+
+    async def audio(self, nbytes: int) -> None:
+        """An audio frame of ``nbytes`` decoded bytes reached the agent (call only while
+        ``conductor.tracking_audio``)."""
+        await self._execute(self.conductor.on_audio(nbytes, utcnow(), time.monotonic()))
+
+    def sent_signal(self, delivery_id: str) -> asyncio.Event:
+        """Set once the delivery's first ``response.create`` has gone upstream, or it ended."""
+        return self._sent_hooks.setdefault(delivery_id, asyncio.Event())
+
+    def finished_signal(self, delivery_id: str) -> asyncio.Event:
+        """Set once the delivery reached a final state and that state is persisted."""
+        return self._finished.setdefault(delivery_id, asyncio.Event())
+
+    # --- carrying out effects -------------------------------------------------------------------
+
+    def _execute_now(self, effects: list[Effect]) -> list[Send]:
+        """Everything but sending, at once and in order, so that records keep the order the
+        conductor decided even while a send is awaited."""
+        sends: list[Send] = []
+        for effect in effects:
+            if isinstance(effect, Record):
+                final = effect.delivery_id if effect.final else None
+                self._jobs.put_nowait((self._persist_job(effect), final))
+                if effect.final:
+                    self._signal(self._sent_hooks, effect.delivery_id)
+            elif isinstance(effect, AnswerTimer):
+                self._later(self.conductor.answer_timeout, self._on_timeout, effect)
+            elif isinstance(effect, RetryLater):
+                self._later(effect.seconds, self._retry, None)
+            else:
+                sends.append(effect)
+        return sends
+
+    async def _execute(self, effects: list[Effect]) -> None:
+        for send in self._execute_now(effects):
+            async with self._send_lock:
+                try:
+                    await self.transport.send_event(send.event)
+                except TransportClosed:
+                    return  # close() fails what was on its way
+            if send.delivery_id is not None:
+                self._signal(self._sent_hooks, send.delivery_id)
+
+    @staticmethod
+    def _signal(events: dict[str, asyncio.Event], delivery_id: str) -> None:
+        events.setdefault(delivery_id, asyncio.Event()).set()
+
+    def _later(self, seconds: float, action: Callable[[Any], Awaitable[None]], arg: Any) -> None:
+        async def run() -> None:
+            await asyncio.sleep(seconds)
+            await action(arg)
+
+        task = asyncio.create_task(run())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    async def _on_timeout(self, timer: AnswerTimer) -> None:
+        await self._execute(
+            self.conductor.on_answer_timeout(timer.delivery_id, timer.event_id, utcnow())
+        )
+
+    async def _retry(self, _: object) -> None:
+        await self._execute(self.conductor.pump(utcnow()))
+
+    def _persist_job(self, record: Record) -> Job:
+        async def job(db: AsyncSession) -> None:
+            await service.persist(db, self.session_id, record)
+
+        return job
+
+    async def _record_loop(self) -> None:
+        while (item := await self._jobs.get()) is not None:
+            job, finished = item
+            try:
+                async with self._maker.begin() as db:
+                    await job(db)
+            except Exception:
+                # The live conversation goes on; the log says which record is missing.
+                log.exception("could not persist a transition of session %s", self.session_id)
+            if finished is not None:
+                self._signal(self._finished, finished)

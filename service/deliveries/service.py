@@ -1,0 +1,219 @@
+"""Delivery records: created from a request (resolved, rendered, idempotent) and brought up to date
+from the engine's records. No HTTP here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from service.audit import service as audit
+from service.deliveries.conductor import Record, Tracked
+from service.deliveries.errors import DeliveryNotFound, IdempotencyKeyReused, VariablesInvalid
+from service.deliveries.models import Delivery, DeliveryAttempt
+from service.deliveries.schemas import DeliveryCreate
+from service.deliveries.states import Priority, Status
+from service.kit.actor import Actor
+from service.kit.base import time_ordered_id, utcnow
+from service.phrases.resolution import Resolved, resolve
+from service.phrases.service import sha256_text
+from service.phrases.variables import Variable, render
+from service.sessions.models import LiveSession
+
+SERVICE = Actor("service")  # transitions the service observed on the wire, not a person's act
+# The columns a transition may change (Tracked.snapshot() carries each of them).
+RECORDED = (
+    "status",
+    "attempts",
+    "response_id",
+    "item_id",
+    "transcript",
+    "transcript_verified",
+    "played_ms",
+    "failure_reason",
+    "sent_at",
+    "started_at",
+    "first_audio_at",
+    "ended_at",
+)
+
+
+def new_id() -> str:
+    return time_ordered_id("dlv_")
+
+
+def request_hash(session_id: str, body: DeliveryCreate) -> str:
+    """What makes two requests 'the same' for Idempotency-Key: the session and what is to be
+    spoken (how long the caller waits for the outcome is not part of it)."""
+    canonical = json.dumps(
+        {"session": session_id, **body.model_dump(mode="json", exclude={"wait"})}, sort_keys=True
+    ).encode()
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def delivery_query() -> sa.Select[Delivery]:
+    return sa.select(Delivery).options(selectinload(Delivery.attempt_rows))
+
+
+async def get(db: AsyncSession, delivery_id: str) -> Delivery:
+    row = (await db.scalars(delivery_query().where(Delivery.id == delivery_id))).first()
+    if row is None:
+        raise DeliveryNotFound(f"no delivery {delivery_id!r}")
+    return row
+
+
+async def list_for_session(
+    db: AsyncSession, session_id: str, *, after: str | None, limit: int
+) -> list[Delivery]:
+    query = delivery_query().where(Delivery.session_id == session_id)
+    if after is not None:
+        query = query.where(Delivery.id > after)
+    return list((await db.scalars(query.order_by(Delivery.id).limit(limit))).all())
+
+
+async def find_idempotent(db: AsyncSession, principal: str, key: str) -> Delivery | None:
+    query = delivery_query().where(
+        Delivery.requested_by == principal, Delivery.idempotency_key == key
+    )
+    return (await db.scalars(query)).first()
+
+
+def replayed(existing: Delivery, digest: str) -> Delivery:
+    if existing.request_hash != digest:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was already used with a different request; "
+            f"it names delivery {existing.id}",
+            delivery_id=existing.id,
+        )
+    return existing
+
+
+def rendered(resolved: Resolved, values: dict[str, str]) -> str:
+    variables = [Variable(**v) for v in resolved.version.variables]
+    try:
+        return render(resolved.text, variables, values)
+    except ValueError as exc:
+        raise VariablesInvalid(str(exc)) from exc
+
+
+async def create(
+    db: AsyncSession,
+    actor: Actor,
+    session: LiveSession,
+    body: DeliveryCreate,
+    *,
+    idempotency_key: str | None,
+    max_plays: int,
+) -> tuple[Delivery, bool]:
+    """The queued delivery for a request, or the one an earlier identical request created.
+    Returns (delivery, created)."""
+    digest = request_hash(session.id, body)
+    if idempotency_key is not None:
+        existing = await find_idempotent(db, actor.principal, idempotency_key)
+        if existing is not None:
+            return replayed(existing, digest), False
+    resolved = await resolve(
+        db, body.phrase_key, locale=body.locale or session.locale, version_number=body.version
+    )
+    text = rendered(resolved, body.variables)
+    row = Delivery(
+        id=new_id(),
+        session_id=session.id,
+        kind="phrase",
+        phrase_key=resolved.phrase.key,
+        version=resolved.version.number,
+        locale=resolved.locale,
+        text=text,
+        sha256=sha256_text(text),
+        variables=body.variables,
+        status=Status.QUEUED.value,
+        priority=body.priority.value,
+        interruptible=body.interruptible,
+        max_attempts=1 if body.interruptible else max_plays,
+        requested_by=actor.principal,
+        requested_key_id=actor.key_id,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        requested_at=utcnow(),
+        attempt_rows=[],
+    )
+    try:
+        async with db.begin_nested():
+            db.add(row)
+            await db.flush()
+    except IntegrityError:
+        # A concurrent request with the same key won the insert; it is committed by now.
+        assert idempotency_key is not None
+        existing = await find_idempotent(db, actor.principal, idempotency_key)
+        if existing is None:
+            raise
+        return replayed(existing, digest), False
+    await audit.append(db, actor, "delivery.queued", "delivery", row.id, queued_details(row))
+    return row, True
+
+
+def queued_details(row: Delivery) -> dict[str, Any]:
+    return {
+        "session_id": row.session_id,
+        "kind": row.kind,
+        "phrase_key": row.phrase_key,
+        "version": row.version,
+        "locale": row.locale,
+        "sha256": row.sha256,
+        "priority": row.priority,
+        "interruptible": row.interruptible,
+        "status": row.status,
+        "reason": row.failure_reason,
+    }
+
+
+def tracked_of(row: Delivery, *, greeting: bool = False) -> Tracked:
+    return Tracked(
+        id=row.id,
+        text=row.text,
+        instructions=row.instructions,
+        priority=Priority(row.priority),
+        interruptible=row.interruptible,
+        max_plays=row.max_attempts,
+        greeting=greeting,
+    )
+
+
+async def persist(db: AsyncSession, session_id: str, record: Record) -> None:
+    """Bring the row up to date with one transition and add it to the audit chain."""
+    row = await db.get(Delivery, record.delivery_id, with_for_update=True)
+    if row is None:
+        return
+    for name in RECORDED:
+        setattr(row, name, record.fields[name])
+    attempt = record.attempt
+    if attempt is not None:
+        stored = (
+            await db.scalars(
+                sa.select(DeliveryAttempt).where(
+                    DeliveryAttempt.delivery_id == row.id,
+                    DeliveryAttempt.number == attempt["number"],
+                )
+            )
+        ).first()
+        if stored is None:
+            stored = DeliveryAttempt(delivery_id=row.id)
+            db.add(stored)
+        for name, value in attempt.items():
+            setattr(stored, name, value)
+    await db.flush()
+    details = {
+        "session_id": session_id,
+        "status": row.status,
+        "attempt": attempt["number"] if attempt else None,
+        "response_id": row.response_id,
+        "played_ms": row.played_ms,
+        "transcript_verified": row.transcript_verified,
+        "reason": record.fields.get("reason"),
+    }
+    await audit.append(db, SERVICE, record.action, "delivery", row.id, details)

@@ -1,0 +1,130 @@
+"""The relay's two directions, each a named task that returns why it ended.
+
+The first direction to end decides; the other is cancelled and awaited, then the side that is
+still open is closed with the code and reason of the side that closed. Each send is awaited before
+the next receive, so a slow peer slows its sender instead of filling a buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from starlette.websockets import WebSocket
+
+from service.deliveries.engine import SessionEngine
+from service.relay.frames import (
+    audio_delta_bytes,
+    close_code_for_peer,
+    close_reason,
+    is_audio_in,
+    is_audio_out,
+    parse_control,
+)
+
+log = logging.getLogger("service.relay")
+
+_CLOSING = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
+
+
+@dataclass(frozen=True)
+class Ending:
+    side: str  # "client", "upstream" or "relay": who ended the session
+    code: int
+    reason: str
+
+    def describe(self) -> str:
+        who = {"client": "the agent", "upstream": "the upstream", "relay": "the relay"}[self.side]
+        detail = f"{self.code}: {self.reason}" if self.reason else str(self.code)
+        return f"{who} closed the connection ({detail})"
+
+
+async def upstream_to_client(
+    upstream: aiohttp.ClientWebSocketResponse, client: WebSocket, engine: SessionEngine
+) -> Ending:
+    conductor = engine.conductor
+    while True:
+        message = await upstream.receive()
+        kind = message.type
+        if kind is aiohttp.WSMsgType.TEXT:
+            frame: str = message.data
+            await client.send({"type": "websocket.send", "text": frame})
+            if is_audio_out(frame):
+                if conductor.tracking_audio:
+                    await engine.audio(audio_delta_bytes(frame))
+                continue
+            event = parse_control(frame)
+            if event is None:
+                continue
+            if event.get("type") == "response.audio.delta":  # written in an unexpected order
+                if conductor.tracking_audio:
+                    await engine.audio(audio_delta_bytes(frame))
+            else:
+                await engine.server_event(event)
+        elif kind is aiohttp.WSMsgType.BINARY:
+            await client.send({"type": "websocket.send", "bytes": message.data})
+        elif kind in _CLOSING:
+            code = upstream.close_code or 1006
+            reason = message.extra if isinstance(message.extra, str) else ""
+            return Ending("upstream", code, reason or "")
+        else:  # ERROR
+            return Ending("upstream", 1006, "the upstream connection failed")
+
+
+async def client_to_upstream(
+    client: WebSocket, upstream: aiohttp.ClientWebSocketResponse, engine: SessionEngine
+) -> Ending:
+    try:
+        while True:
+            message = await client.receive()
+            if message["type"] == "websocket.disconnect":
+                return Ending("client", message.get("code") or 1000, message.get("reason") or "")
+            text = message.get("text")
+            if text is not None:
+                if is_audio_in(text):
+                    await engine.caller_audio_allowed()
+                else:
+                    event = parse_control(text)
+                    if event is not None:
+                        await engine.client_event(event)
+                await upstream.send_str(text)
+            else:
+                await upstream.send_bytes(message.get("bytes") or b"")
+    except (ConnectionError, aiohttp.ClientError):
+        return Ending("upstream", upstream.close_code or 1006, "the upstream connection was lost")
+
+
+async def relay(
+    client: WebSocket, upstream: aiohttp.ClientWebSocketResponse, engine: SessionEngine
+) -> Ending:
+    """Run both directions until one ends; close the other side accordingly."""
+    down = asyncio.create_task(upstream_to_client(upstream, client, engine), name="upstream->agent")
+    up = asyncio.create_task(client_to_upstream(client, upstream, engine), name="agent->upstream")
+    try:
+        done, _ = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (down, up):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    first = down if down in done else up
+    error = first.exception()
+    if error is None:
+        ending = first.result()
+    elif isinstance(error, OSError | RuntimeError):  # the agent's socket went away mid-send
+        ending = Ending("client", 1006, "the agent's connection was lost")
+    else:
+        log.error("relay direction %s failed", first.get_name(), exc_info=error)
+        ending = Ending("relay", 1011, "internal error in the relay")
+    code, reason = close_code_for_peer(ending.code), close_reason(ending.reason)
+    if ending.side != "upstream":
+        with contextlib.suppress(Exception):
+            await upstream.close(code=code, message=reason.encode())
+    if ending.side != "client":
+        with contextlib.suppress(Exception):
+            await client.close(code, reason)
+    return ending

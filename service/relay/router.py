@@ -1,0 +1,179 @@
+"""The relay: the service's own ``/voice-live/realtime``. An agent using the official SDK changes
+only its ``endpoint`` (and uses a service key with the agent role as its credential).
+
+Order of a connection: authenticate, read the session parameters, choose the greeting policy,
+open the upstream; any failure refuses the agent with an HTTP problem before the WebSocket opens.
+Only then is the session registered, the socket accepted and the two directions relayed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any
+
+import aiohttp
+from fastapi import APIRouter, WebSocket
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.access import service as access
+from service.access.dependencies import presented_key
+from service.access.roles import Role
+from service.access.service import Caller
+from service.deliveries import service as deliveries
+from service.deliveries.engine import SessionEngine, TransportClosed
+from service.greetings.errors import GreetingPolicyNotFound
+from service.greetings.opening import greeting_delivery
+from service.greetings.service import policy_for_session
+from service.kit.errors import problem_response
+from service.relay.frames import connect_request
+from service.relay.pumps import Ending, relay
+from service.relay.upstream import Upstream, UpstreamUnavailable
+from service.sessions import service as sessions
+from service.sessions.models import LiveSession
+from service.sessions.registry import LiveSessions
+from service.sessions.schemas import Kind
+from service.settings import Settings
+
+log = logging.getLogger("service.relay")
+
+router = APIRouter()
+
+
+class RelayTransport:
+    """Delivery events go straight onto the upstream socket the agent's frames also use."""
+
+    def __init__(self, upstream: aiohttp.ClientWebSocketResponse) -> None:
+        self._upstream = upstream
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        try:
+            await self._upstream.send_str(json.dumps(event, separators=(",", ":")))
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            raise TransportClosed from exc
+
+
+async def _deny(websocket: WebSocket, status: int, slug: str, title: str, detail: str) -> None:
+    response = problem_response(status, slug, title, detail)
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:  # a server without the denial extension: the closest a WebSocket can say
+        await websocket.close(1008 if status in (401, 403) else 1011, detail[:123])
+
+
+async def _caller(websocket: WebSocket) -> Caller | str:
+    """The agent's identity, or why it is refused."""
+    key = presented_key(websocket) or websocket.query_params.get("api-key")
+    if not key:
+        return (
+            "send an agent API key as the 'api-key' header, 'Authorization: Bearer', or the "
+            "'api-key' query parameter"
+        )
+    async with websocket.app.state.read_sessionmaker() as db:
+        caller = await access.authenticate(db, key)
+    if caller is None:
+        return "the API key is unknown or revoked"
+    return caller
+
+
+@router.websocket("/voice-live/realtime")
+async def relay_endpoint(websocket: WebSocket) -> None:
+    state = websocket.app.state
+    settings: Settings = state.settings
+    caller = await _caller(websocket)
+    if isinstance(caller, str):
+        await _deny(websocket, 401, "unauthenticated", "Missing or invalid API key", caller)
+        return
+    if Role.AGENT not in caller.roles and Role.ADMIN not in caller.roles:
+        detail = f"the relay needs a key with the agent role; {caller.principal!r} has none"
+        await _deny(websocket, 403, "forbidden", "Not allowed", detail)
+        return
+    try:
+        request = connect_request(dict(websocket.query_params), dict(websocket.headers))
+    except ValueError as exc:
+        await _deny(websocket, 422, "invalid-input", "Invalid session parameters", str(exc))
+        return
+    try:
+        async with state.read_sessionmaker() as db:
+            policy = await policy_for_session(db, request.greeting)
+    except GreetingPolicyNotFound as exc:
+        await _deny(websocket, 404, exc.slug, exc.title, exc.detail)
+        return
+    upstream: Upstream = state.upstream
+    try:
+        connection = await upstream.open(request)
+    except UpstreamUnavailable as exc:
+        await _deny(websocket, 502, "upstream-unavailable", "Voice Live is unavailable", str(exc))
+        return
+    try:
+        async with state.sessionmaker.begin() as db:
+            session = await sessions.open_session(
+                db,
+                caller.actor,
+                kind=Kind.RELAY,
+                conversation_key=request.conversation_key,
+                locale=request.locale,
+                model=request.model,
+                greeting_policy=policy.name if policy else None,
+                replica=settings.replica_url,
+            )
+        await websocket.accept()
+    except BaseException:
+        await connection.close(code=1011, reason="the service could not register the session")
+        raise
+    await _run(websocket, connection._connection, session, state.sessionmaker, state.live, settings)
+    with contextlib.suppress(Exception):
+        await connection.close()
+
+
+async def _run(
+    websocket: WebSocket,
+    upstream: aiohttp.ClientWebSocketResponse,
+    session: LiveSession,
+    maker: async_sessionmaker[AsyncSession],
+    live: LiveSessions,
+    settings: Settings,
+) -> None:
+    engine = SessionEngine(
+        session.id,
+        RelayTransport(upstream),
+        maker,
+        answer_timeout=settings.delivery_answer_timeout,
+        queue_limit=settings.delivery_queue_limit,
+    )
+    if session.greeting_policy is not None:
+        policy = session.greeting_policy
+
+        async def greet() -> None:
+            await _greet(engine, maker, session, policy, settings.delivery_max_plays)
+
+        engine.greet_with(greet, settings.greeting_audio_hold)
+    engine.start()
+    live.add(engine)
+    ending: Ending | None = None
+    try:
+        ending = await relay(websocket, upstream, engine)
+    finally:
+        live.remove(session.id)
+        reason = ending.describe() if ending else "the service stopped"
+        await engine.stop(reason)
+        async with maker.begin() as db:
+            await sessions.end_session(db, session.id, reason)
+
+
+async def _greet(
+    engine: SessionEngine,
+    maker: async_sessionmaker[AsyncSession],
+    session: LiveSession,
+    policy: str,
+    max_plays: int,
+) -> None:
+    tracked = None
+    try:
+        async with maker.begin() as db:
+            row = await greeting_delivery(db, session, policy, max_plays=max_plays)
+        if row.status == "queued":
+            tracked = deliveries.tracked_of(row, greeting=True)
+    finally:  # whatever happened, the session must not stay held
+        await engine.greeting_queued(tracked)

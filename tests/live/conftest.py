@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from service.app import create_app
+from service.kit.serving import serving
+from service.settings import Settings
+from service.simulator import Simulator, SimulatorConfig
+from tests.helpers import ADMIN_KEY, Api
+from tests.live.harness import Live
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    """Override in a module to change how the upstream behaves."""
+    return SimulatorConfig(speed=20)
+
+
+@pytest.fixture
+def live_settings(database_url: str) -> dict[str, object]:
+    """Override (or extend) in a module to change the service's settings."""
+    return {}
+
+
+@pytest.fixture
+async def live(
+    database_url: str, simulator_config: SimulatorConfig, live_settings: dict[str, object]
+) -> AsyncIterator[Live]:
+    async with Simulator(simulator_config) as simulator:
+        settings = Settings(
+            database_url=database_url,
+            bootstrap_admin_key=SecretStr(ADMIN_KEY),
+            auto_migrate=False,
+            voicelive_endpoint=simulator.endpoint,
+            voicelive_api_key=SecretStr("upstream-key"),
+            delivery_answer_timeout=5.0,
+            **live_settings,  # type: ignore[arg-type]
+        )
+        app = create_app(settings)
+        async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+            yield Live(app, base_url, await Api.with_keys(http), simulator)

@@ -51,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply pending database migrations")
 
+    demo = commands.add_parser(
+        "demo", help="run the whole story on a temporary database and the built-in simulator"
+    )
+    demo.add_argument(
+        "--wav", default="demo-agent-audio.wav", help="where to write the audio the agent heard"
+    )
+    demo.add_argument(
+        "--speed", type=float, default=2.0, help="simulator audio pacing (1 = real time)"
+    )
+
     simulator = commands.add_parser(
         "simulator", help="run the built-in Voice Live simulator alone (no database)"
     )
@@ -215,6 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _serve(settings, args.host, args.port)
             case "migrate":
                 return _migrate(settings)
+            case "demo":
+                from service.demo.story import main as demo_main
+
+                configure_logging("WARNING")  # the narration is the output; warnings still show
+                return demo_main(args.wav, args.speed)
             case "simulator":
                 return _simulator(args.host, args.port)
             case "keys":

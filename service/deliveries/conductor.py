@@ -109,6 +109,14 @@ class Tracked:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class AgentRequest:
+    """A ``response.create`` the agent sent itself: a response of its own is about to start."""
+
+    event_id: str | None
+    at: datetime
+
+
 @dataclass(frozen=True)
 class Send:
     event: dict[str, Any]
@@ -173,7 +181,8 @@ class Conductor:
         self.active_owner: Tracked | None = None
         self.cancel_requested_for: str | None = None
         self.cancel_reason: str | None = None
-        self.expected: deque[Tracked | None] = deque()  # None: a response.create of the agent
+        # Requests whose response has not started yet, in the order they went upstream.
+        self.expected: deque[Tracked | AgentRequest] = deque()
         self.user_speaking = False
         self.ready = False
         self.held = False  # the greeting is being prepared: it must go first
@@ -218,6 +227,7 @@ class Conductor:
             return []
         if not self.queue:
             return []
+        self._forget_stale_agent_requests(now)
         if self.expected:  # a response the agent asked for is about to start
             return []
         head = self.queue[0]
@@ -260,8 +270,11 @@ class Conductor:
     def on_client_event(self, event: dict[str, Any], now: datetime) -> list[Effect]:
         kind = event.get("type")
         if kind == "response.create":
-            self.expected.append(None)
-        elif kind == "conversation.item.truncate":
+            event_id = event.get("event_id")
+            self.expected.append(AgentRequest(event_id if isinstance(event_id, str) else None, now))
+            # Should its response never come (refused, lost), stop waiting for it in time.
+            return [RetryLater(self.answer_timeout)]
+        if kind == "conversation.item.truncate":
             end = event.get("audio_end_ms")
             item = event.get("item_id")
             if isinstance(item, str) and isinstance(end, int):
@@ -375,16 +388,21 @@ class Conductor:
         named = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
         if isinstance(named, str):
             self.metadata_echoed = True
-            for tracked in self.expected:
-                if tracked is not None and tracked.id == named:
-                    self.expected.remove(tracked)
-                    return tracked
+            for entry in self.expected:
+                if isinstance(entry, Tracked) and entry.id == named:
+                    self.expected.remove(entry)
+                    return entry
+            return None
+        if self.metadata_echoed:
+            # Ours would have carried its metadata: the agent's (oldest first), or server VAD's.
+            agent = next((e for e in self.expected if isinstance(e, AgentRequest)), None)
+            if agent is not None:
+                self.expected.remove(agent)
             return None
         if not self.expected:
             return None  # server VAD started it
-        if self.metadata_echoed and self.expected[0] is not None:
-            return None  # ours would have carried its metadata: this one is someone else's
-        return self.expected.popleft()
+        entry = self.expected.popleft()
+        return entry if isinstance(entry, Tracked) else None
 
     def _owner_of(self, response_id: Any) -> Tracked | None:
         owner = self.active_owner
@@ -471,11 +489,21 @@ class Conductor:
 
     def _error(self, error: dict[str, Any], now: datetime) -> list[Effect]:
         event_id = error.get("event_id")
+        agent = next(
+            (e for e in self.expected if isinstance(e, AgentRequest) and e.event_id == event_id),
+            None,
+        )
+        if agent is not None and event_id is not None:  # the agent's own request was refused
+            self.expected.remove(agent)
+            return self.pump(now)
+        candidates = (self.inflight, self.active_owner, *self.expected)
         tracked = next(
             (
                 t
-                for t in (self.inflight, self.active_owner, *self.expected)
-                if t is not None and t.current is not None and t.current.event_id == event_id
+                for t in candidates
+                if isinstance(t, Tracked)
+                and t.current is not None
+                and t.current.event_id == event_id
             ),
             None,
         )
@@ -495,6 +523,17 @@ class Conductor:
             return effects + ([] if self.active else [RetryLater(COLLISION_RETRY_SECONDS)])
         why = f"the upstream refused it: {code or 'error'}: {error.get('message') or ''}".strip()
         return self._fail(tracked, now, why) + self.pump(now)
+
+    def _forget_stale_agent_requests(self, now: datetime) -> None:
+        """An agent request unanswered after the answer timeout was refused or lost (an error the
+        agent's event had no id for): it must not hold the queue forever."""
+        while self.expected:
+            head = self.expected[0]
+            if not isinstance(head, AgentRequest):
+                return
+            if (now - head.at).total_seconds() < self.answer_timeout:
+                return
+            self.expected.popleft()
 
     def _forget_request(self, tracked: Tracked) -> None:
         if self.inflight is tracked:

@@ -32,6 +32,7 @@ from service.sessions import service as sessions
 log = logging.getLogger("service.deliveries")
 
 Job = Callable[[AsyncSession], Awaitable[None]]
+MIN_WAIT_FOR_UPDATE = 2.0  # seconds a greeting waits for session.updated before going anyway
 
 
 class TransportClosed(Exception):
@@ -159,7 +160,15 @@ class SessionEngine:
                 self.record_later(
                     lambda db: sessions.note_voicelive_id(db, session_id, voicelive_id)
                 )
-        elif kind == "session.updated" and self._greeter is not None and self._greeting is None:
+            if self._greeter is not None:  # an agent that never configures its session
+                self._later(max(self._audio_hold, MIN_WAIT_FOR_UPDATE), self._greet, None)
+        elif kind == "session.updated":
+            await self._greet(None)
+
+    async def _greet(self, _: object) -> None:
+        """Start the greeting once: on the first session.updated, or when the agent has not
+        configured its session within the audio hold (it is then sent on the defaults)."""
+        if self._greeter is not None and self._greeting is None:
             self._greeting = asyncio.create_task(self._greeter(), name=f"greet {self.session_id}")
 
     async def client_event(self, event: dict[str, Any]) -> None:

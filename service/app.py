@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from service import __version__
 from service.access import service as access
@@ -20,8 +18,9 @@ from service.deliveries.router import router as deliveries_router
 from service.greetings.router import router as greetings_router
 from service.kit import migrate
 from service.kit.db import create_engine, create_sessionmaker
-from service.kit.errors import install_problem_handlers, problem_response
+from service.kit.errors import install_problem_handlers
 from service.kit.limits import BodySizeLimit, RefuseNulInUrl
+from service.operations.router import router as operations_router
 from service.phrases.router import router as phrases_router
 from service.relay.router import router as relay_router
 from service.relay.upstream import Upstream, make_credential
@@ -111,19 +110,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v1)
     app.include_router(relay_router)  # authenticates its own handshake (key header or query)
 
-    # Public on purpose: probes carry no credentials.
-    @app.get("/healthz", tags=["operations"], operation_id="healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["operations"], operation_id="readyz")
-    async def readyz() -> JSONResponse:
-        try:
-            async with app.state.read_sessionmaker() as db:  # never waits for a writer
-                await db.execute(text("SELECT 1"))
-        except Exception as exc:  # any failure to reach the database means not ready
-            log.warning("readiness check failed: %s", type(exc).__name__)
-            return problem_response(503, "not-ready", "Not ready", "the database cannot be reached")
-        return JSONResponse({"status": "ready"})
+    app.include_router(operations_router)  # public on purpose: probes carry no credentials
 
     return app

@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from pydantic import SecretStr
 
 from service.app import create_app
 from service.kit import migrate
-from service.kit.db import create_engine
+from service.kit.db import create_engine, create_sessionmaker
 from service.settings import Settings
 from tests.helpers import ADMIN_KEY, assert_problem, auth
 
@@ -42,6 +43,32 @@ class TestProbes:
 
         assert response.status_code == 200
         assert response.json() == {"status": "ready"}
+
+    async def test_readyz_is_a_503_problem_when_the_database_is_gone(
+        self, settings: Settings, tmp_path: Path
+    ) -> None:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            broken = create_engine(f"sqlite:///{tmp_path / 'missing' / 'no.db'}")
+            app.state.read_sessionmaker = create_sessionmaker(broken, read_only=True)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                response = await http.get("/readyz")
+            await broken.dispose()
+
+        assert_problem(response, 503, "not-ready")
+
+    async def test_metrics_count_deliveries_by_status_without_a_key(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/metrics")
+
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        lines = response.text.splitlines()
+        assert "compliance_live_sessions 0" in lines
+        assert 'compliance_deliveries{kind="phrase",status="completed"} 0' in lines
+        assert "# TYPE compliance_deliveries gauge" in lines
 
 
 class TestBootstrapAdminKey:

@@ -27,7 +27,7 @@ HOLDER = {
 }
 
 # Reachable without a key: probes carry no credentials, and the API description is public.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 
 # The phrase, version and key the matrix addresses (set up by the matrix test).
 PHRASE_KEY = "matrix"

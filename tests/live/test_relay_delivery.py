@@ -15,6 +15,9 @@ async def test_a_delivery_is_spoken_word_for_word_with_a_verified_transcript(liv
         done = await agent.next("response.audio_transcript.done")
         assert done.transcript == DISCLOSURE
         record = await live.until_delivery(queued["id"], "completed")
+        metrics = (await live.api.http.get("/metrics")).text.splitlines()
+        assert "compliance_live_sessions 1" in metrics
+        assert 'compliance_deliveries{kind="phrase",status="completed"} 1' in metrics
     assert record["text"] == DISCLOSURE
     assert record["sha256"] == hashlib.sha256(DISCLOSURE.encode()).hexdigest()
     assert record["transcript_verified"] is True

@@ -83,6 +83,7 @@ class Tracked:
     audio_ms: float = 0.0
     audio_began: float | None = None
     truncated_ms: int | None = None
+    truncated_why: str | None = None
 
     @property
     def current(self) -> Attempt | None:
@@ -199,8 +200,15 @@ class Conductor:
         return self.active_owner is not None
 
     def busy(self) -> bool:
+        """Not idle: something plays, waits, or is about to (a greeting, a session not ready)."""
         return bool(
-            self.inflight or self.active or self.queue or self.user_speaking or self.expected
+            self.inflight
+            or self.active
+            or self.queue
+            or self.user_speaking
+            or self.expected
+            or self.held
+            or not self.ready
         )
 
     # --- requests -------------------------------------------------------------------------------
@@ -242,7 +250,8 @@ class Conductor:
         tracked.attempts.append(attempt)
         tracked.status = Status.SENT
         tracked.sent_at = tracked.sent_at or now
-        tracked.audio_ms, tracked.audio_began, tracked.truncated_ms = 0.0, None, None
+        tracked.audio_ms, tracked.audio_began = 0.0, None
+        tracked.truncated_ms = tracked.truncated_why = None
         self.inflight = tracked
         self.expected.append(tracked)
         return [
@@ -353,7 +362,7 @@ class Conductor:
         self.closed = True
         effects: list[Effect] = []
         for tracked in {id(t): t for t in (self.inflight, self.active_owner) if t}.values():
-            effects += self._fail(tracked, now, f"the session ended while it played: {reason}")
+            effects += self._fail(tracked, now, f"the session ended before it finished: {reason}")
         for tracked in self.queue:
             effects += self._end(tracked, Status.EXPIRED, now, f"the session ended first: {reason}")
         self.queue.clear()
@@ -442,7 +451,9 @@ class Conductor:
         if status == "completed" or status == "cancelled":
             reason = details.get("reason")
             if owner.truncated_ms is not None:
-                why, heard = "the agent stopped playback", owner.truncated_ms
+                why, heard = owner.truncated_why or "truncated", owner.truncated_ms
+                if reason == "turn_detected":
+                    why = f"the caller spoke over it (turn_detected); {why}"
             elif reason == "turn_detected":
                 why = "the caller spoke over it (turn_detected)"
             else:
@@ -475,11 +486,11 @@ class Conductor:
         if owner is None or owner.current is None or owner.current.item_id != item:
             return []
         if owner is self.active_owner:  # still playing: decided when the response ends
-            owner.truncated_ms = end_ms
+            owner.truncated_ms, owner.truncated_why = end_ms, why
             return []
         if owner.status is Status.COMPLETED:  # the listener did not hear it all after all
             owner.status = Status.SPEAKING
-            return self._interrupted(owner, now, why, end_ms)
+            return self._interrupted(owner, now, why, end_ms) + self.pump(now)
         if owner.current.played_ms != end_ms and owner.current.outcome == "interrupted":
             owner.current.played_ms = end_ms
             if owner.status is Status.INTERRUPTED:
@@ -512,7 +523,7 @@ class Conductor:
         self._forget_request(tracked)
         if tracked is self.active_owner:  # we matched someone else's response to it: undo
             self.active_owner = None
-            tracked.plays -= 1
+            self._unmatch(tracked)
         code = error.get("code")
         if code == COLLISION and tracked.collisions < MAX_COLLISIONS:
             tracked.collisions += 1
@@ -520,9 +531,26 @@ class Conductor:
             tracked.status = Status.QUEUED
             self.queue.insert(0, tracked)
             effects: list[Effect] = [self._record(tracked, "delivery.collided")]
-            return effects + ([] if self.active else [RetryLater(COLLISION_RETRY_SECONDS)])
+            if not self.active:
+                return [*effects, RetryLater(COLLISION_RETRY_SECONDS)]
+            return effects + self._cancel_for_interrupt()
         why = f"the upstream refused it: {code or 'error'}: {error.get('message') or ''}".strip()
         return self._fail(tracked, now, why) + self.pump(now)
+
+    def _unmatch(self, tracked: Tracked) -> None:
+        """Forget what a wrongly matched response wrote into the record: its ids and times."""
+        tracked.plays -= 1
+        attempt = tracked.current
+        if attempt is not None:
+            if attempt.item_id is not None:
+                self.by_item.pop(attempt.item_id, None)
+            attempt.response_id = attempt.item_id = None
+            attempt.started_at = attempt.first_audio_at = None
+        if tracked.plays == 0:
+            tracked.response_id = tracked.item_id = None
+            tracked.started_at = tracked.first_audio_at = None
+        tracked.audio_ms, tracked.audio_began = 0.0, None
+        tracked.truncated_ms = tracked.truncated_why = None
 
     def _forget_stale_agent_requests(self, now: datetime) -> None:
         """An agent request unanswered after the answer timeout was refused or lost (an error the

@@ -52,6 +52,9 @@ def audio_delta_bytes(frame: str) -> int:
             end = frame.find('"', start)
             if end < 0:
                 return 0
+            if frame.find("\\", start, end) >= 0:  # JSON escapes (\/, \u002B): decode them
+                text: str = json.loads(frame[start - 1 : end + 1])
+                return len(text) * 3 // 4 - text[-2:].count("=")
             padding = (frame[end - 2 : end]).count("=")
             return (end - start) * 3 // 4 - padding
     return 0

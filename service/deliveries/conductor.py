@@ -504,7 +504,9 @@ class Conductor:
             (e for e in self.expected if isinstance(e, AgentRequest) and e.event_id == event_id),
             None,
         )
-        if agent is not None and event_id is not None:  # the agent's own request was refused
+        if agent is not None and (event_id is not None or error.get("code") == COLLISION):
+            # The agent's own request was refused (ours always carry an event_id, so a collision
+            # naming none is the agent's).
             self.expected.remove(agent)
             return self.pump(now)
         candidates = (self.inflight, self.active_owner, *self.expected)

@@ -63,6 +63,7 @@ class SessionEngine:
         # (job, the delivery whose final state it persists, if any); None ends the loop.
         self._jobs: asyncio.Queue[tuple[Job, str | None] | None] = asyncio.Queue()
         self._recorder: asyncio.Task[None] | None = None
+        self._drained = False
         self._timers: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
         self._finished: dict[str, asyncio.Event] = {}
@@ -120,8 +121,9 @@ class SessionEngine:
             )
             self.audio_gate.set()
 
-    async def stop(self, reason: str) -> None:
-        """End the session: expire what waits, fail what played, and flush every record."""
+    async def close(self, reason: str) -> None:
+        """The session ended: expire what waits and fail what played. The engine stays usable for
+        records (a request arriving now is expired, with its record) until ``drain``."""
         if self._greeting is not None and not self._greeting.done():
             self._greeting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -132,13 +134,29 @@ class SessionEngine:
         for timer in list(self._timers):
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
+
+    async def drain(self) -> None:
+        """Wait until every record is persisted; later ones are written one by one."""
+        self._drained = True
         self._jobs.put_nowait(None)
         if self._recorder is not None:
             await self._recorder
 
+    async def stop(self, reason: str) -> None:
+        await self.close(reason)
+        await self.drain()
+
     def record_later(self, job: Job) -> None:
         """Persist something in order with the session's transitions (e.g. its Voice Live id)."""
-        self._jobs.put_nowait((job, None))
+        self._enqueue(job, None)
+
+    def _enqueue(self, job: Job, finished: str | None) -> None:
+        if not self._drained:
+            self._jobs.put_nowait((job, finished))
+            return
+        task = asyncio.create_task(self._persist(job, finished))
+        self._timers.add(task)  # held, so it is not collected before it ran
+        task.add_done_callback(self._timers.discard)
 
     # --- inputs ---------------------------------------------------------------------------------
 
@@ -196,7 +214,7 @@ class SessionEngine:
         for effect in effects:
             if isinstance(effect, Record):
                 final = effect.delivery_id if effect.final else None
-                self._jobs.put_nowait((self._persist_job(effect), final))
+                self._enqueue(self._persist_job(effect), final)
                 if effect.final:
                     self._signal(self._sent_hooks, effect.delivery_id)
             elif isinstance(effect, AnswerTimer):
@@ -246,12 +264,14 @@ class SessionEngine:
 
     async def _record_loop(self) -> None:
         while (item := await self._jobs.get()) is not None:
-            job, finished = item
-            try:
-                async with self._maker.begin() as db:
-                    await job(db)
-            except Exception:
-                # The live conversation goes on; the log says which record is missing.
-                log.exception("could not persist a transition of session %s", self.session_id)
-            if finished is not None:
-                self._signal(self._finished, finished)
+            await self._persist(*item)
+
+    async def _persist(self, job: Job, finished: str | None) -> None:
+        try:
+            async with self._maker.begin() as db:
+                await job(db)
+        except Exception:
+            # The live conversation goes on; the log says which record is missing.
+            log.exception("could not persist a transition of session %s", self.session_id)
+        if finished is not None:
+            self._signal(self._finished, finished)

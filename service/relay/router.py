@@ -155,11 +155,16 @@ async def _run(
     try:
         ending = await relay(websocket, upstream, engine)
     finally:
-        live.remove(session.id)
+        # In this order, a delivery requested while the session ends is either expired by the
+        # closed engine (with its record) or refused because the row already says closed.
         reason = ending.describe() if ending else "the service stopped"
-        await engine.stop(reason)
-        async with maker.begin() as db:
-            await sessions.end_session(db, session.id, reason)
+        try:
+            await engine.close(reason)
+            async with maker.begin() as db:
+                await sessions.end_session(db, session.id, reason)
+        finally:
+            live.remove(session.id)
+            await engine.drain()
 
 
 async def _greet(

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from azure.ai.voicelive.aio import ConnectionError as VoiceLiveConnectionError
 from azure.ai.voicelive.aio import VoiceLiveConnection, connect
 from azure.core.credentials import AzureKeyCredential
 from azure.core.credentials_async import AsyncTokenCredential
@@ -69,7 +70,7 @@ class Upstream:
         )
         try:
             return await manager.__aenter__()
-        except (ConnectionError, OSError) as exc:
+        except (VoiceLiveConnectionError, ConnectionError, OSError) as exc:
             raise UpstreamUnavailable(_why(exc)) from None
         except ClientAuthenticationError:
             raise UpstreamUnavailable(

@@ -73,6 +73,13 @@ class SimulatorConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     """Largest client frame accepted (the service documents 15 MiB of audio per append)."""
 
+    stamp_events: bool = False
+    """For latency benchmarks (``bench/relay.py``): every server event's ``event_id`` becomes
+    ``event_<monotonic_ns>_<n>``, stamped just before the send, and every received
+    ``input_audio_buffer.append`` whose ``event_id`` is ``<prefix>_<monotonic_ns>_<anything>`` adds
+    its one-way latency to ``Simulator.latencies`` (CLOCK_MONOTONIC is system-wide on Linux, so
+    stamps compare across processes). Off by default: ids then look like the service's."""
+
     def __post_init__(self) -> None:
         problems = []
         if not 0 <= self.port <= 65535:

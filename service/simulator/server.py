@@ -19,6 +19,7 @@ from websockets.http11 import Request, Response
 from service.simulator.audio import Synthesizer
 from service.simulator.config import SimulatorConfig
 from service.simulator.session import SimulatorSession
+from service.simulator.stamps import Latencies
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class Simulator:
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
         self.sessions: list[SimulatorSession] = []
+        self.latencies = Latencies()
+        """One-way latencies of stamped caller audio (``SimulatorConfig.stamp_events``)."""
         self._synth = Synthesizer(self.config.chars_per_second)
         self._server: Server | None = None
         self._port: int | None = None
@@ -139,7 +142,9 @@ class Simulator:
         request = connection.request
         query = dict(parse_qsl(urlsplit(request.path).query)) if request is not None else {}
         query.pop("api-key", None)  # a credential is not a record to keep
-        session = SimulatorSession(connection, self.config, self._synth, query=query)
+        session = SimulatorSession(
+            connection, self.config, self._synth, query=query, latencies=self.latencies
+        )
         self.sessions.append(session)
         await session.run()
 

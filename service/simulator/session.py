@@ -37,6 +37,7 @@ from service.simulator.client_events import (
 from service.simulator.config import SimulatorConfig
 from service.simulator.conversation import Conversation
 from service.simulator.response import Response, ResponsePlan
+from service.simulator.stamps import Latencies, stamp_of, stamped_id
 from service.simulator.vad import VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class SimulatorSession:
         synth: Synthesizer,
         *,
         query: Mapping[str, str],
+        latencies: Latencies | None = None,
     ) -> None:
         self.id = events.new_id("sess")
         self.conversation_id = events.new_id("conv")
@@ -129,6 +131,7 @@ class SimulatorSession:
 
         self._ws = connection
         self._synth = synth
+        self._latencies = latencies if config.stamp_events else None
         self._send_lock = asyncio.Lock()
         self._closing = False
         self._active: Response | None = None
@@ -193,8 +196,9 @@ class SimulatorSession:
         async with self._send_lock:
             if self._closing:
                 raise SessionClosed
+            event_id = stamped_id() if self.config.stamp_events else events.new_id("event")
             try:
-                await self._ws.send(json.dumps({"event_id": events.new_id("event"), **event}))
+                await self._ws.send(json.dumps({"event_id": event_id, **event}))
             except ConnectionClosed as exc:
                 self._closing = True
                 raise SessionClosed from exc
@@ -208,6 +212,7 @@ class SimulatorSession:
                 raise SessionClosed
 
     async def _receive(self, message: str | bytes) -> None:
+        received = time.monotonic_ns()
         try:
             data = parse_event(message)
         except ClientEventError as exc:
@@ -216,6 +221,8 @@ class SimulatorSession:
         kind = data["type"]
         if kind != "input_audio_buffer.append":
             self.client_events.append(data)
+        elif self._latencies is not None and (sent := stamp_of(data.get("event_id"))) is not None:
+            self._latencies.add(received - sent)
         handler = self._handlers.get(kind)
         try:
             if handler is None:

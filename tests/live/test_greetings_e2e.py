@@ -1,0 +1,195 @@
+"""Greetings through the relay: a session opens with the approved greeting, spoken before the
+caller's audio reaches Voice Live, once per conversation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from azure.ai.voicelive.aio import ConnectionError as VoiceLiveConnectionError
+
+from service.simulator import SimulatorConfig
+from tests.helpers import PROBLEM_JSON
+from tests.live.harness import (
+    EVENT_TIMEOUT,
+    Arrivals,
+    Live,
+    agent_with,
+    create_greeting_policy,
+    creates_of,
+    pcm16_silence,
+    quiet_session,
+    response_creates,
+    send_audio,
+    upstream_of,
+    ws_url,
+)
+
+GREETING = "Hello, you are speaking with Contoso. This call may be recorded."
+OTHER = "Welcome back to Contoso support."
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(speed=20, record_audio=True)
+
+
+async def greeting_policy(live: Live, name: str = "welcome", text: str = GREETING) -> None:
+    await live.approved_phrase(name, text, category="greeting")
+    await create_greeting_policy(live, name, name)
+
+
+async def greetings_of(live: Live, session_id: str) -> list[dict[str, object]]:
+    return [d for d in await live.deliveries(session_id) if d["kind"] == "greeting"]
+
+
+async def greeting_of(live: Live, session_id: str) -> dict[str, object]:
+    """The session's greeting record (written just after session.updated: wait for it)."""
+    async with asyncio.timeout(EVENT_TIMEOUT):
+        while True:
+            found = await greetings_of(live, session_id)
+            if found:
+                [greeting] = found
+                return greeting
+            await asyncio.sleep(0.02)
+
+
+async def test_the_default_greeting_is_spoken_first_before_any_caller_audio(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arrivals = Arrivals().install(monkeypatch)
+    await greeting_policy(live)
+    async with live.agent(session=quiet_session()) as agent:
+        # The agent starts its microphone right after session.updated, as the how-to says.
+        sent = await send_audio(agent, pcm16_silence(200))
+        done = await agent.next("response.audio_transcript.done")
+        assert done.transcript == GREETING
+        upstream = upstream_of(live, agent)
+        order = arrivals.of(agent)
+        # Voice Live got: session.update, then the greeting, and only then the caller's audio.
+        assert order[0] == "session.update"
+        assert order[1] == "response.create", order[:5]
+        assert order.index("response.create") < order.index("input_audio_buffer.append")
+        assert len(creates_of(upstream, GREETING)) == 1
+        greeting = await greeting_of(live, agent.session_id)
+        record = await live.until_delivery(str(greeting["id"]), "completed")
+        # None of the caller's audio was lost while it was held back.
+        assert bytes(upstream.received_audio) == b"".join(sent)
+    assert record["kind"] == "greeting"
+    assert record["greeting_policy"] == "welcome"
+    assert record["text"] == GREETING
+    assert record["transcript_verified"] is True
+    assert record["response_id"] == done.response_id
+
+
+async def test_greeting_none_on_connect_sends_no_greeting(live: Live) -> None:
+    await greeting_policy(live)
+    await live.approved_phrase("recording", "This call is recorded.")
+    async with live.agent(greeting="none") as agent:
+        # A delivery goes through at once: nothing was held for a greeting.
+        queued = await live.deliver(agent.session_id, "recording")
+        await live.until_delivery(queued["id"], "completed")
+        upstream = upstream_of(live, agent)
+        assert creates_of(upstream, GREETING) == []
+        assert len(response_creates(upstream)) == 1
+        assert await greetings_of(live, agent.session_id) == []
+    session = (
+        await live.api.http.get(f"/v1/sessions/{agent.session_id}", headers=live.api.as_("agent-1"))
+    ).json()
+    assert session["greeting_policy"] is None
+
+
+async def test_a_named_greeting_policy_is_used_instead_of_the_default(live: Live) -> None:
+    await greeting_policy(live)
+    await live.approved_phrase("returning", OTHER, category="greeting")
+    await create_greeting_policy(live, "returning", "returning", is_default=False)
+    async with live.agent(greeting="returning") as agent:
+        done = await agent.next("response.audio_transcript.done")
+        assert done.transcript == OTHER
+        upstream = upstream_of(live, agent)
+        assert creates_of(upstream, GREETING) == []
+
+
+async def test_an_unknown_greeting_is_refused_before_the_websocket_opens(live: Live) -> None:
+    with pytest.raises(VoiceLiveConnectionError):
+        async with live.agent(greeting="no-such-policy"):
+            pass
+    assert live.simulator.sessions == []
+
+
+async def test_an_unknown_greeting_answers_404_problem_json(live: Live) -> None:
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(
+                ws_url(live, greeting="no-such-policy"),
+                headers={"api-key": live.api.keys["agent-1"]},
+            )
+        assert refused.value.status == 404
+        assert refused.value.headers is not None
+        assert refused.value.headers["content-type"].startswith(PROBLEM_JSON)
+        # The body: fetch the same refusal as a plain GET with upgrade headers.
+        response = await http.get(
+            ws_url(live, greeting="no-such-policy").replace("ws://", "http://", 1),
+            headers={
+                "api-key": live.api.keys["agent-1"],
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+        )
+        assert response.status == 404
+        assert response.headers["content-type"].startswith(PROBLEM_JSON)
+        body = await response.json(content_type=None)
+        assert body["status"] == 404
+        assert "no-such-policy" in body["detail"]
+    assert live.simulator.sessions == []  # Voice Live was never called
+    sessions = await live.api.http.get("/v1/sessions", headers=live.api.as_("agent-1"))
+    assert sessions.json()["items"] == []
+
+
+@pytest.mark.parametrize("how", ["query", "header"])
+async def test_a_reconnect_with_the_same_conversation_key_is_not_greeted_again(
+    live: Live, how: str
+) -> None:
+    await greeting_policy(live)
+    ck = {"conversation-key": "call-42"} if how == "query" else {}
+    headers = {"x-conversation-key": "call-42"} if how == "header" else {}
+    async with agent_with(live, headers=headers, query=ck) as first:
+        done = await first.next("response.audio_transcript.done")
+        assert done.transcript == GREETING
+        greeted = await greeting_of(live, first.session_id)
+        await live.until_delivery(str(greeted["id"]), "completed")
+    async with agent_with(live, headers=headers, query=ck) as second:
+        skipped = await greeting_of(live, second.session_id)
+        record = await live.until_delivery(str(skipped["id"]), "skipped")
+        assert "already greeted" in (record["failure_reason"] or "")
+        # Nothing is spoken: a delivery of ours is the first response of this connection.
+        await live.approved_phrase("recording", "This call is recorded.")
+        queued = await live.deliver(second.session_id, "recording")
+        await live.until_delivery(queued["id"], "completed")
+        upstream = upstream_of(live, second)
+        assert creates_of(upstream, GREETING) == []
+        assert len(response_creates(upstream)) == 1
+        assert [e.transcript for e in second.of_type("response.audio_transcript.done")] == [
+            "This call is recorded."
+        ]
+    session = (
+        await live.api.http.get(
+            f"/v1/sessions/{second.session_id}", headers=live.api.as_("agent-1")
+        )
+    ).json()
+    assert session["conversation_key"] == "call-42"
+
+
+async def test_another_conversation_key_gets_its_own_greeting(live: Live) -> None:
+    await greeting_policy(live)
+    async with agent_with(live, query={"conversation-key": "call-1"}) as first:
+        assert (await first.next("response.audio_transcript.done")).transcript == GREETING
+    async with agent_with(live, query={"conversation-key": "call-2"}) as second:
+        assert (await second.next("response.audio_transcript.done")).transcript == GREETING
+        greeting = await greeting_of(live, second.session_id)
+        record = await live.until_delivery(str(greeting["id"]), "completed")
+        assert record["transcript_verified"] is True
+        assert len(creates_of(upstream_of(live, second), GREETING)) == 1

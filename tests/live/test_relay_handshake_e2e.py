@@ -1,0 +1,161 @@
+"""Who may open a relayed session, and what a refused agent is told before any WebSocket opens;
+the sessions the service lists."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from service.simulator import SimulatorConfig
+from tests.helpers import PROBLEM_JSON
+from tests.live.harness import EVENT_TIMEOUT, Live, agent_with, ws_url
+
+
+async def refused(
+    live: Live, headers: dict[str, str], **query: str
+) -> aiohttp.WSServerHandshakeError:
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+            await http.ws_connect(ws_url(live, **query), headers=headers)
+    assert caught.value.headers is not None
+    assert caught.value.headers["content-type"].startswith(PROBLEM_JSON)
+    return caught.value
+
+
+async def no_sessions(live: Live) -> None:
+    response = await live.api.http.get("/v1/sessions", headers=live.api.as_("agent-1"))
+    assert response.status_code == 200
+    assert response.json()["items"] == []
+
+
+async def test_a_wrong_key_is_refused_with_401(live: Live) -> None:
+    error = await refused(live, {"api-key": "not-a-key"})
+    assert error.status == 401
+    assert (await refused(live, {})).status == 401  # no key at all
+    assert live.simulator.sessions == []
+    await no_sessions(live)
+
+
+async def test_a_key_without_the_agent_role_is_refused_with_403(live: Live) -> None:
+    error = await refused(live, {"api-key": live.api.keys["alice"]})
+    assert error.status == 403
+    assert live.simulator.sessions == []
+    await no_sessions(live)
+
+
+async def test_the_key_may_come_as_a_query_parameter(live: Live) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(ws_url(live, **{"api-key": live.api.keys["agent-1"]})) as ws,
+    ):
+        created = await ws.receive_json(timeout=EVENT_TIMEOUT)
+        assert created["type"] == "session.created"
+    assert "api-key" not in live.simulator.sessions[0].query  # our key never goes upstream
+
+
+class TestUpstreamRefuses:
+    @pytest.fixture
+    def simulator_config(self) -> SimulatorConfig:
+        return SimulatorConfig(speed=20, refuse_connections=True)
+
+    async def test_an_upstream_refusal_is_a_502_that_says_why(self, live: Live) -> None:
+        error = await refused(live, {"api-key": live.api.keys["agent-1"]})
+        assert error.status == 502
+        async with aiohttp.ClientSession() as http:
+            body = await plain_get_problem(http, live)
+        assert body["status"] == 502
+        assert body["type"] == "/problems/upstream-unavailable"
+        assert "503" in body["detail"]
+        await no_sessions(live)
+
+
+async def test_an_unreachable_upstream_is_a_502_that_says_why(live: Live) -> None:
+    await live.simulator.stop()
+    error = await refused(live, {"api-key": live.api.keys["agent-1"]})
+    assert error.status == 502
+    async with aiohttp.ClientSession() as http:
+        body = await plain_get_problem(http, live)
+    assert body["type"] == "/problems/upstream-unavailable"
+    assert "reached" in body["detail"]
+    await no_sessions(live)
+
+
+async def plain_get_problem(http: aiohttp.ClientSession, live: Live) -> dict[str, Any]:
+    """The refusal's body, read by sending the upgrade request as a plain GET."""
+    response = await http.get(
+        ws_url(live).replace("ws://", "http://", 1),
+        headers={
+            "api-key": live.api.keys["agent-1"],
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body: dict[str, Any] = await response.json(content_type=None)
+    return body
+
+
+# --- the session list ----------------------------------------------------------------------------
+
+
+async def sessions(live: Live, **params: str) -> list[dict[str, Any]]:
+    response = await live.api.http.get(
+        "/v1/sessions", params=params, headers=live.api.as_("audrey")
+    )
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def test_sessions_are_listed_filtered_and_found_by_either_id(live: Live) -> None:
+    live.api.keys["agent-2"] = await live.api.new_key("agent-2", ["agent"])
+    async with agent_with(live, query={"conversation-key": "call-a", "locale": "en-US"}) as ended:
+        pass
+    async with asyncio.timeout(EVENT_TIMEOUT):
+        while True:
+            if await sessions(live, state="closed"):
+                break
+            await asyncio.sleep(0.02)
+    async with (
+        agent_with(live, query={"conversation-key": "call-b"}) as first,
+        agent_with(live, key="agent-2", query={"conversation-key": "call-c"}) as second,
+    ):
+        live_ids = {s["id"] for s in await sessions(live, state="live")}
+        assert live_ids == {first.session_id, second.session_id}
+        assert [s["id"] for s in await sessions(live, state="closed")] == [ended.session_id]
+        assert [s["id"] for s in await sessions(live, conversation_key="call-b")] == [
+            first.session_id
+        ]
+        assert [s["id"] for s in await sessions(live, principal="agent-2")] == [second.session_id]
+        # Newest first.
+        assert [s["id"] for s in await sessions(live)] == [
+            second.session_id,
+            first.session_id,
+            ended.session_id,
+        ]
+        by_voicelive = await live.api.http.get(
+            f"/v1/sessions/{first.voicelive_id}", headers=live.api.as_("audrey")
+        )
+        assert by_voicelive.status_code == 200
+        record = by_voicelive.json()
+        assert record["id"] == first.session_id
+        assert record["voicelive_session_id"] == first.voicelive_id
+        assert record["kind"] == "relay"
+        assert record["state"] == "live"
+        assert record["principal"] == "agent-1"
+        assert record["conversation_key"] == "call-b"
+        assert record["model"] == "gpt-realtime"
+        assert record["ended_at"] is None
+    closed = await live.api.http.get(
+        f"/v1/sessions/{ended.voicelive_id}", headers=live.api.as_("audrey")
+    )
+    assert closed.json()["state"] == "closed"
+    assert closed.json()["locale"] == "en-US"
+    assert closed.json()["end_reason"]
+    unknown = await live.api.http.get("/v1/sessions/sess_nope", headers=live.api.as_("audrey"))
+    assert unknown.status_code == 404

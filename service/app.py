@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.voicelive_endpoint, key.get_secret_value() if key else None
             ),
             max_message_bytes=settings.relay_max_message_bytes,
+            connect_timeout=settings.upstream_connect_timeout,
             simulator_speed=settings.simulator_speed,
         )
         try:

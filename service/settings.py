@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         ge=0,
         description="Audio pacing of the built-in simulator (1: real time, 0: no waiting).",
     )
+    upstream_connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to open the upstream session before a 502."
+    )
     delivery_max_plays: int = Field(
         default=3,
         ge=1,
@@ -99,5 +102,10 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "COMPLIANCE_BOOTSTRAP_ADMIN_KEY must be set in production: a generated key "
                     "would only be printed to a log"
+                )
+            if self.voicelive_endpoint is None:
+                raise ValueError(
+                    "COMPLIANCE_VOICELIVE_ENDPOINT must be set in production: the default is the "
+                    "built-in simulator, which no caller hears"
                 )
         return self

@@ -69,11 +69,20 @@ class TestProduction:
         with pytest.raises(ValidationError, match="COMPLIANCE_BOOTSTRAP_ADMIN_KEY"):
             Settings()
 
-    def test_explicit_database_and_admin_key_are_accepted(
+    def test_the_simulator_as_upstream_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("COMPLIANCE_DATABASE_URL", POSTGRES_URL)
+        monkeypatch.setenv("COMPLIANCE_BOOTSTRAP_ADMIN_KEY", STRONG_KEY)
+
+        # Deliveries would be recorded as spoken to callers who heard nothing.
+        with pytest.raises(ValidationError, match="COMPLIANCE_VOICELIVE_ENDPOINT"):
+            Settings()
+
+    def test_explicit_database_admin_key_and_upstream_are_accepted(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("COMPLIANCE_DATABASE_URL", POSTGRES_URL)
         monkeypatch.setenv("COMPLIANCE_BOOTSTRAP_ADMIN_KEY", STRONG_KEY)
+        monkeypatch.setenv("COMPLIANCE_VOICELIVE_ENDPOINT", "https://contoso.services.ai.azure.com")
 
         settings = Settings()
 

@@ -520,6 +520,8 @@ class Conductor:
             ),
             None,
         )
+        if tracked is None and event_id is None and error.get("code") == COLLISION:
+            tracked = self.inflight  # the error names no request; ours is the one waiting
         if tracked is None:
             return []
         self._forget_request(tracked)

@@ -32,6 +32,7 @@ from service.sessions import service as sessions
 log = logging.getLogger("service.deliveries")
 
 Job = Callable[[AsyncSession], Awaitable[None]]
+PERSIST_RETRIES = (0.1, 0.5, 2.0)  # pauses between attempts to write one record
 MIN_WAIT_FOR_UPDATE = 2.0  # seconds a greeting waits for session.updated before going anyway
 
 
@@ -60,8 +61,8 @@ class SessionEngine:
         self.conductor = Conductor(answer_timeout=answer_timeout)
         self.queue_limit = queue_limit
         self._maker = sessionmaker
-        # (job, the delivery whose final state it persists, if any); None ends the loop.
-        self._jobs: asyncio.Queue[tuple[Job, str | None] | None] = asyncio.Queue()
+        # (job, the delivery whose final state it persists if any, what it writes); None ends.
+        self._jobs: asyncio.Queue[tuple[Job, str | None, str] | None] = asyncio.Queue()
         self._recorder: asyncio.Task[None] | None = None
         self._drained = False
         self._timers: set[asyncio.Task[None]] = set()
@@ -148,13 +149,13 @@ class SessionEngine:
 
     def record_later(self, job: Job) -> None:
         """Persist something in order with the session's transitions (e.g. its Voice Live id)."""
-        self._enqueue(job, None)
+        self._enqueue(job, None, "a session detail")
 
-    def _enqueue(self, job: Job, finished: str | None) -> None:
+    def _enqueue(self, job: Job, finished: str | None, label: str) -> None:
         if not self._drained:
-            self._jobs.put_nowait((job, finished))
+            self._jobs.put_nowait((job, finished, label))
             return
-        task = asyncio.create_task(self._persist(job, finished))
+        task = asyncio.create_task(self._persist(job, finished, label))
         self._timers.add(task)  # held, so it is not collected before it ran
         task.add_done_callback(self._timers.discard)
 
@@ -214,7 +215,8 @@ class SessionEngine:
         for effect in effects:
             if isinstance(effect, Record):
                 final = effect.delivery_id if effect.final else None
-                self._enqueue(self._persist_job(effect), final)
+                label = f"{effect.action} of {effect.delivery_id}"
+                self._enqueue(self._persist_job(effect), final, label)
                 if effect.final:
                     self._signal(self._sent_hooks, effect.delivery_id)
             elif isinstance(effect, AnswerTimer):
@@ -266,12 +268,22 @@ class SessionEngine:
         while (item := await self._jobs.get()) is not None:
             await self._persist(*item)
 
-    async def _persist(self, job: Job, finished: str | None) -> None:
-        try:
-            async with self._maker.begin() as db:
-                await job(db)
-        except Exception:
-            # The live conversation goes on; the log says which record is missing.
-            log.exception("could not persist a transition of session %s", self.session_id)
+    async def _persist(self, job: Job, finished: str | None, label: str) -> None:
+        for pause in (*PERSIST_RETRIES, None):
+            try:
+                async with self._maker.begin() as db:
+                    await job(db)
+                break
+            except Exception:
+                if pause is None:
+                    # The conversation goes on; the session's end gives any delivery left
+                    # without a final state one (sessions.end_unfinished).
+                    log.exception(
+                        "session %s: a record (%s) could not be written",
+                        self.session_id,
+                        label,
+                    )
+                    break
+                await asyncio.sleep(pause)
         if finished is not None:
             self._signal(self._finished, finished)

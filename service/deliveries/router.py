@@ -123,6 +123,9 @@ async def create_delivery(
             existing = row
     else:
         row = existing
+    # Never wait inside a transaction: on SQLite it would hold the one write lock the engine's
+    # recorders need, on PostgreSQL a pooled connection.
+    await db.commit()
     if existing is not None:
         response.headers["Idempotent-Replayed"] = "true"
     if body.wait and engine is not None and Status(row.status) not in FINAL:

@@ -29,20 +29,7 @@ async def greeting_delivery(
     """The greeting's delivery record: queued to be sent, or ended (skipped, failed) with why."""
     policy = await db.scalar(sa.select(GreetingPolicy).where(GreetingPolicy.name == policy_name))
     interruptible = policy.interruptible if policy is not None else False
-    row = Delivery(
-        id=deliveries.new_id(),
-        session_id=session.id,
-        kind="greeting",
-        greeting_policy=policy_name,
-        variables={},
-        status=Status.QUEUED.value,
-        priority=Priority.APPEND.value,
-        interruptible=interruptible,
-        max_attempts=1 if interruptible else max_plays,
-        requested_by="service",
-        requested_at=utcnow(),
-        attempt_rows=[],
-    )
+    row = _greeting_row(session, policy_name, interruptible, max_plays)
     why: str | None = None
     if policy is None:
         why = f"the greeting policy {policy_name!r} no longer exists"
@@ -69,8 +56,47 @@ async def greeting_delivery(
         row.status, row.ended_at = Status.SKIPPED.value, utcnow()
         row.failure_reason = "this conversation was already greeted (same conversation key)"
     await db.flush()
-    action = f"delivery.{row.status}"
-    await audit.append(
-        db, deliveries.SERVICE, action, "delivery", row.id, deliveries.queued_details(row)
-    )
+    await _audited(db, row)
     return row
+
+
+async def failed_greeting(
+    db: AsyncSession, session: LiveSession, policy_name: str, why: str
+) -> Delivery:
+    """The record of a greeting that could not even be prepared."""
+    row = _greeting_row(session, policy_name, False, 1)
+    row.status, row.failure_reason, row.ended_at = Status.FAILED.value, why, utcnow()
+    db.add(row)
+    await db.flush()
+    await _audited(db, row)
+    return row
+
+
+def _greeting_row(
+    session: LiveSession, policy_name: str, interruptible: bool, max_plays: int
+) -> Delivery:
+    return Delivery(
+        id=deliveries.new_id(),
+        session_id=session.id,
+        kind="greeting",
+        greeting_policy=policy_name,
+        variables={},
+        status=Status.QUEUED.value,
+        priority=Priority.APPEND.value,
+        interruptible=interruptible,
+        max_attempts=1 if interruptible else max_plays,
+        requested_by="service",
+        requested_at=utcnow(),
+        attempt_rows=[],
+    )
+
+
+async def _audited(db: AsyncSession, row: Delivery) -> None:
+    await audit.append(
+        db,
+        deliveries.SERVICE,
+        f"delivery.{row.status}",
+        "delivery",
+        row.id,
+        deliveries.queued_details(row),
+    )

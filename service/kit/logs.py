@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
+
+# A key in a URL (the relay accepts ``?api-key=`` for browsers) must never reach a log line, e.g.
+# through the server's access log of the WebSocket handshake.
+_KEY_IN_URL = re.compile(r"(api[-_]key=)[^&\s\"']+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    return _KEY_IN_URL.sub(r"\1[redacted]", text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -14,7 +23,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         audit_event = getattr(record, "audit_event", None)
         if audit_event is not None:

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 import aiohttp
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from service.deliveries.engine import SessionEngine
 from service.relay.frames import (
@@ -43,6 +43,15 @@ class Ending:
 
 
 async def upstream_to_client(
+    upstream: aiohttp.ClientWebSocketResponse, client: WebSocket, engine: SessionEngine
+) -> Ending:
+    try:
+        return await _upstream_to_client(upstream, client, engine)
+    except WebSocketDisconnect as gone:  # the agent hung up while we were sending to it
+        return Ending("client", gone.code, gone.reason or "")
+
+
+async def _upstream_to_client(
     upstream: aiohttp.ClientWebSocketResponse, client: WebSocket, engine: SessionEngine
 ) -> Ending:
     conductor = engine.conductor
@@ -111,7 +120,9 @@ async def relay(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-    first = down if down in done else up
+    # Both may have ended in the same turn (a hang-up ends both): prefer the one that says why.
+    ended = [t for t in (down, up) if t in done]
+    first = next((t for t in ended if t.exception() is None), ended[0])
     error = first.exception()
     if error is None:
         ending = first.result()

@@ -24,7 +24,7 @@ from service.access.service import Caller
 from service.deliveries import service as deliveries
 from service.deliveries.engine import SessionEngine, TransportClosed
 from service.greetings.errors import GreetingPolicyNotFound
-from service.greetings.opening import greeting_delivery
+from service.greetings.opening import failed_greeting, greeting_delivery
 from service.greetings.service import policy_for_session
 from service.kit.errors import problem_response
 from service.relay.frames import connect_request
@@ -118,13 +118,16 @@ async def relay_endpoint(websocket: WebSocket) -> None:
                 greeting_policy=policy.name if policy else None,
                 replica=settings.replica_url,
             )
-        await websocket.accept()
     except BaseException:
         await connection.close(code=1011, reason="the service could not register the session")
         raise
-    await _run(websocket, connection._connection, session, state.sessionmaker, state.live, settings)
-    with contextlib.suppress(Exception):
-        await connection.close()
+    try:
+        # The SDK's raw socket: frames are relayed as they are, never re-serialized.
+        upstream_socket = connection._connection
+        await _run(websocket, upstream_socket, session, state.sessionmaker, state.live, settings)
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close()
 
 
 async def _run(
@@ -153,6 +156,7 @@ async def _run(
     live.add(engine)
     ending: Ending | None = None
     try:
+        await websocket.accept()
         ending = await relay(websocket, upstream, engine)
     finally:
         # In this order, a delivery requested while the session ends is either expired by the
@@ -160,11 +164,15 @@ async def _run(
         reason = ending.describe() if ending else "the service stopped"
         try:
             await engine.close(reason)
-            async with maker.begin() as db:
-                await sessions.end_session(db, session.id, reason)
         finally:
-            live.remove(session.id)
-            await engine.drain()
+            try:
+                async with maker.begin() as db:
+                    await sessions.end_session(db, session.id, reason)
+            finally:
+                live.remove(session.id)
+                await engine.drain()
+                async with maker.begin() as db:  # a record that could not be written
+                    await sessions.end_unfinished(db, session.id, reason)
 
 
 async def _greet(
@@ -180,5 +188,11 @@ async def _greet(
             row = await greeting_delivery(db, session, policy, max_plays=max_plays)
         if row.status == "queued":
             tracked = deliveries.tracked_of(row, greeting=True)
+    except Exception as exc:  # the call goes on ungreeted, but never silently
+        log.exception("session %s: the greeting could not be prepared", session.id)
+        with contextlib.suppress(Exception):
+            async with maker.begin() as db:
+                why = f"the greeting could not be prepared ({type(exc).__name__})"
+                await failed_greeting(db, session, policy, why)
     finally:  # whatever happened, the session must not stay held
         await engine.greeting_queued(tracked)

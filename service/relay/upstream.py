@@ -40,6 +40,7 @@ class Upstream:
     endpoint: str | None
     credential: AzureKeyCredential | AsyncTokenCredential
     max_message_bytes: int
+    connect_timeout: float = 10.0
     simulator_speed: float = 1.0
     _simulator: Simulator | None = None
     _starting: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -69,7 +70,12 @@ class Upstream:
             },
         )
         try:
-            return await manager.__aenter__()
+            async with asyncio.timeout(self.connect_timeout):
+                return await manager.__aenter__()
+        except TimeoutError:
+            raise UpstreamUnavailable(
+                f"the upstream Voice Live endpoint did not answer within {self.connect_timeout:g} s"
+            ) from None
         except (VoiceLiveConnectionError, ConnectionError, OSError) as exc:
             raise UpstreamUnavailable(_why(exc)) from None
         except ClientAuthenticationError:

@@ -85,27 +85,34 @@ async def close_abandoned(db: AsyncSession, replica: str | None, reason: str) ->
             sa.select(LiveSession).where(LiveSession.state == State.LIVE.value, same_replica)
         )
     ).all()
-    actor = Actor("service")
     for session in rows:
-        unfinished = (
-            await db.scalars(
-                sa.select(Delivery).where(
-                    Delivery.session_id == session.id,
-                    Delivery.status.not_in([s.value for s in FINAL]),
-                )
-            )
-        ).all()
-        for delivery in unfinished:
-            queued = delivery.status == Status.QUEUED.value
-            delivery.status = (Status.EXPIRED if queued else Status.FAILED).value
-            delivery.failure_reason = reason
-            delivery.ended_at = utcnow()
-            details = {"session_id": session.id, "status": delivery.status, "reason": reason}
-            await audit.append(
-                db, actor, f"delivery.{delivery.status}", "delivery", delivery.id, details
-            )
+        await end_unfinished(db, session.id, reason)
         await end_session(db, session.id, reason)
     return len(rows)
+
+
+async def end_unfinished(db: AsyncSession, session_id: str, reason: str) -> int:
+    """Give every delivery of an ended session that has no final state one, with the reason:
+    waiting ones expired, the others failed. Normally there are none (the engine records each
+    ending); this catches a record that could not be written."""
+    unfinished = (
+        await db.scalars(
+            sa.select(Delivery).where(
+                Delivery.session_id == session_id,
+                Delivery.status.not_in([s.value for s in FINAL]),
+            )
+        )
+    ).all()
+    for delivery in unfinished:
+        queued = delivery.status == Status.QUEUED.value
+        delivery.status = (Status.EXPIRED if queued else Status.FAILED).value
+        delivery.failure_reason = reason
+        delivery.ended_at = utcnow()
+        details = {"session_id": session_id, "status": delivery.status, "reason": reason}
+        await audit.append(
+            db, Actor("service"), f"delivery.{delivery.status}", "delivery", delivery.id, details
+        )
+    return len(unfinished)
 
 
 async def find(db: AsyncSession, any_id: str) -> LiveSession:

@@ -706,9 +706,20 @@ class TestCollisions:
         tracked = delivery("d1")
         call.submit(tracked)
         assert call.error("agent_evt_9", "invalid_value") == []
-        assert call.error(None, COLLISION) == []
+        assert call.error(None, "invalid_value") == []
         assert state(tracked) is Status.SENT
         assert call.conductor.inflight is tracked
+
+    def test_a_collision_naming_no_event_is_ours_when_no_agent_request_waits(self) -> None:
+        # error.event_id is optional in Voice Live; every agent request is seen on its way up,
+        # so with none pending the refused request can only be ours: retried, never failed.
+        call = Call(echo=True)
+        tracked = delivery("d1")
+        call.submit(tracked)
+        effects = call.error(None, COLLISION)
+        assert [r.action for r in records(effects)] == ["delivery.collided"]
+        assert state(tracked) is Status.QUEUED
+        assert not any(r.final for r in records(effects))
 
     @BOTH
     def test_a_refused_agent_request_does_not_block_the_queue(self, echo: bool) -> None:

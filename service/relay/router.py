@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from fastapi import APIRouter, WebSocket
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from service.access import service as access
 from service.access.dependencies import presented_key
@@ -39,6 +42,17 @@ from service.settings import Settings
 log = logging.getLogger("service.relay")
 
 router = APIRouter()
+
+
+class RelayApp:
+    """The relay as a plain ASGI app, so that its pumps get the socket's own ``receive`` and
+    ``send`` (see pumps.relay); the handshake still uses Starlette's WebSocket."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await relay_endpoint(WebSocket(scope, receive=receive, send=send), receive, send)
+
+
+router.routes.append(WebSocketRoute("/voice-live/realtime", RelayApp(), name="relay"))
 
 
 class RelayTransport:
@@ -77,8 +91,7 @@ async def _caller(websocket: WebSocket) -> Caller | str:
     return caller
 
 
-@router.websocket("/voice-live/realtime")
-async def relay_endpoint(websocket: WebSocket) -> None:
+async def relay_endpoint(websocket: WebSocket, receive: Receive, send: Send) -> None:
     state = websocket.app.state
     settings: Settings = state.settings
     caller = await _caller(websocket)
@@ -124,14 +137,22 @@ async def relay_endpoint(websocket: WebSocket) -> None:
     try:
         # The SDK's raw socket: frames are relayed as they are, never re-serialized.
         upstream_socket = connection._connection
-        await _run(websocket, upstream_socket, session, state.sessionmaker, state.live, settings)
+        client = Client(websocket, receive, send)
+        await _run(client, upstream_socket, session, state.sessionmaker, state.live, settings)
     finally:
         with contextlib.suppress(Exception):
             await connection.close()
 
 
+@dataclass(frozen=True)
+class Client:
+    websocket: WebSocket
+    receive: Receive
+    send: Send
+
+
 async def _run(
-    websocket: WebSocket,
+    client: Client,
     upstream: aiohttp.ClientWebSocketResponse,
     session: LiveSession,
     maker: async_sessionmaker[AsyncSession],
@@ -156,8 +177,8 @@ async def _run(
     live.add(engine)
     ending: Ending | None = None
     try:
-        await websocket.accept()
-        ending = await relay(websocket, upstream, engine)
+        await client.websocket.accept()
+        ending = await relay(client.websocket, client.receive, client.send, upstream, engine)
     finally:
         # In this order, a delivery requested while the session ends is either expired by the
         # closed engine (with its record) or refused because the row already says closed.

@@ -1,0 +1,486 @@
+"""Relay benchmark: N real-time agents through the relay vs the same agents straight to the
+simulator, in one run. See bench/README.md for what each figure means.
+
+    .venv/bin/python bench/relay.py --sessions 100 --seconds 20
+
+For each N, two phases back to back, direct first: a fresh simulator (``bench.upstream``, with
+``stamp_events``) and the agents (``bench.agents``) straight on it; then a fresh simulator, the
+service (``compliance-service serve`` on a fresh SQLite database) in front of it, and the same
+agents through the relay. Every process binds 127.0.0.1; every wait is bounded; every process
+started here is stopped here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import secrets
+import shlex
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERY = "api-version=2026-04-10&model=gpt-realtime"
+TICK = os.sysconf("SC_CLK_TCK")
+P99_TARGET_MS = 2.0
+CPU_TARGET = 0.50
+
+
+# --- measuring processes --------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def machine_ticks() -> list[int]:
+    """user nice system idle iowait irq softirq steal, summed over every CPU."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    python = platform.python_version()
+    return f"{os.cpu_count()} CPUs, {model}, Linux {platform.release()}, Python {python}"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest rank, as the simulator's summary computes it."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
+
+
+def pin(pid: int, cpus: set[int] | None) -> None:
+    """Every thread of ``pid`` onto ``cpus`` (``--pin``); threads started later inherit it."""
+    if cpus is None:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- processes ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Procs:
+    started: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    async def start(
+        self, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+    ) -> asyncio.subprocess.Process:
+        stderr = log.open("ab") if log is not None else asyncio.subprocess.DEVNULL
+        proc = await asyncio.create_subprocess_exec(
+            *args,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+        self.started.append(proc)
+        return proc
+
+    async def stop(self, proc: asyncio.subprocess.Process, wait: float = 15) -> None:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), wait)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+    async def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            await self.stop(proc)
+
+
+async def read_line(proc: asyncio.subprocess.Process, wait: float) -> str:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), wait)
+    if not line:
+        raise RuntimeError(f"process {proc.pid} exited before saying it was ready")
+    return line.decode().strip()
+
+
+async def start_upstream(procs: Procs, tmp: Path, name: str) -> tuple[Any, str, Path]:
+    out = tmp / f"{name}-upstream.json"
+    proc = await procs.start(
+        sys.executable, "-m", "bench.upstream", "--out", str(out), log=tmp / f"{name}-upstream.log"
+    )
+    return proc, await read_line(proc, 30), out
+
+
+async def start_service(procs: Procs, tmp: Path, upstream_url: str) -> tuple[Any, str, str]:
+    port, admin = free_port(), secrets.token_urlsafe(24)
+    env = {
+        "COMPLIANCE_DATABASE_URL": f"sqlite:///{tmp / 'service.db'}",
+        "COMPLIANCE_BOOTSTRAP_ADMIN_KEY": admin,
+        "COMPLIANCE_VOICELIVE_ENDPOINT": upstream_url.replace("ws://", "http://").removesuffix(
+            "/voice-live/realtime"
+        ),
+        "COMPLIANCE_VOICELIVE_API_KEY": "bench",
+    }
+    proc = await procs.start(
+        sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
+        env=env, log=tmp / "service.log",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{base}/healthz") as response:
+                    if response.status == 200:
+                        break
+            if time.monotonic() > deadline or proc.returncode is not None:
+                raise RuntimeError(f"the service did not start; see {tmp / 'service.log'}")
+            await asyncio.sleep(0.2)
+        body = {"principal": "bench-agent", "roles": ["agent"]}
+        async with http.post(f"{base}/v1/api-keys", json=body, headers={"api-key": admin}) as r:
+            r.raise_for_status()
+            key: str = (await r.json())["key"]
+        # One relayed session first, so that what a first session loads is not counted per session.
+        url = f"ws://127.0.0.1:{port}/voice-live/realtime?{QUERY}"
+        async with http.ws_connect(url, headers={"api-key": key}, compress=0) as ws:
+            await asyncio.wait_for(ws.receive(), 30)
+    return proc, url, key
+
+
+async def start_profilers(
+    procs: Procs, into: Path | None, phase: str, n: int, watched: dict[str, int], seconds: float
+) -> list[asyncio.subprocess.Process]:
+    """py-spy on the relay and the upstream over the window (``--profile``): collapsed stacks,
+    one line per stack with its sample count, for flamegraph.pl, speedscope or grep."""
+    if into is None:
+        return []
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    started = []
+    for what in ("relay", "upstream"):
+        if what in watched:
+            out = into / f"{what}-{phase}-{n}.txt"
+            command = [spy, "record", "-p", str(watched[what]), "-d", str(int(seconds))]
+            started.append(await procs.start(*command, "-r", "100", "-f", "raw", "-o", str(out)))
+    return started
+
+
+# --- one phase ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    up_ms: dict[str, Any]  # the simulator's summary of agent -> upstream latencies
+    down_us: list[int]
+    lag_us: list[int]
+    cpu: dict[str, float]  # share of one core over the window, per process
+    machine_busy: float
+    steal: float
+    connected: int
+    sent: int
+    deltas_in_window: int
+    errors: int
+    failures: list[str]
+    rss: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def other_load(self) -> float:
+        """CPU (in cores) the machine spent on processes not started here: shared-machine noise."""
+        return max(self.machine_busy * (os.cpu_count() or 1) - sum(self.cpu.values()), 0.0)
+
+    def down(self, q: float) -> float:
+        return percentile(self.down_us, q) / 1000
+
+
+def split(n: int, parts: int) -> list[int]:
+    counts = [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+    return [c for c in counts if c]
+
+
+async def run_phase(
+    procs: Procs,
+    tmp: Path,
+    name: str,
+    n: int,
+    args: argparse.Namespace,
+    service: asyncio.subprocess.Process | None,
+) -> Phase:
+    upstream, sim_url, up_out = await start_upstream(procs, tmp, name)
+    key = None
+    if service is None and name == "relay":
+        service, url, key = await start_service(procs, tmp, sim_url)
+    else:
+        url = f"{sim_url}?{QUERY}"
+    relay_cpus, harness_cpus = args.pin if args.pin else (None, None)
+    pin(upstream.pid, harness_cpus)
+    rss: dict[str, int] = {}
+    if service is not None:
+        pin(service.pid, relay_cpus)
+        await asyncio.sleep(1)
+        rss["base"] = rss_bytes(service.pid)
+    workers, outs = [], []
+    for i, count in enumerate(split(n, args.workers)):
+        out = tmp / f"{name}-agents-{i}.json"
+        command = [sys.executable, "-m", "bench.agents", "--url", url, "--count", str(count)]
+        command += ["--warmup", str(args.warmup), "--seconds", str(args.seconds), "--out", str(out)]
+        if key:
+            command += ["--key", key]
+        workers.append(await procs.start(*command, log=tmp / f"{name}-agents-{i}.log"))
+        pin(workers[-1].pid, harness_cpus)
+        outs.append(out)
+    connected = [int((await read_line(w, 180)).split()[1]) for w in workers]
+    if service is not None:
+        await asyncio.sleep(2)  # idle sessions: connected, nothing flowing
+        rss["idle"] = rss_bytes(service.pid)
+    t0 = time.monotonic_ns() + 1_000_000_000
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.write(f"go {t0}\n".encode())
+        await w.stdin.drain()
+    watched = {"upstream": upstream.pid} | {f"agents{i}": w.pid for i, w in enumerate(workers)}
+    if service is not None:
+        watched["relay"] = service.pid
+    start = t0 / 1e9 + args.warmup
+    await asyncio.sleep(max(start - time.monotonic(), 0))
+    profilers = await start_profilers(procs, args.profile, name, n, watched, args.seconds)
+    before = {k: cpu_seconds(pid) for k, pid in watched.items()}
+    ticks_before, wall_before = machine_ticks(), time.monotonic()
+    flowing = 0
+    while time.monotonic() < start + args.seconds:
+        await asyncio.sleep(min(1.0, max(start + args.seconds - time.monotonic(), 0)))
+        if service is not None:
+            flowing = max(flowing, rss_bytes(service.pid))
+    wall = time.monotonic() - wall_before
+    cpu = {k: (cpu_seconds(pid) - before[k]) / wall for k, pid in watched.items()}
+    spent = [b - a for a, b in zip(ticks_before, machine_ticks(), strict=True)]
+    if service is not None:
+        rss["flowing"] = flowing
+    for proc in profilers + workers:
+        await asyncio.wait_for(proc.wait(), 60)
+    await procs.stop(upstream)
+    results = [json.loads(o.read_text()) for o in outs]
+    up = json.loads(up_out.read_text())["up"]
+    total = sum(spent) or 1
+    return Phase(
+        up_ms=up,
+        down_us=[v for r in results for v in r["down_us"]],
+        lag_us=[v for r in results for v in r["lag_us"]],
+        cpu=cpu,
+        machine_busy=1 - (spent[3] + spent[4]) / total,
+        steal=spent[7] / total,
+        connected=sum(connected),
+        sent=sum(r["sent"] for r in results),
+        deltas_in_window=sum(r["deltas_in_window"] for r in results),
+        errors=sum(r["errors"] for r in results),
+        failures=[f for r in results for f in r["failed"]],
+        rss=rss,
+    )
+
+
+@dataclass
+class Row:
+    n: int
+    direct: Phase
+    relay: Phase
+
+    def added(self, direction: str, q: str) -> float:
+        if direction == "up":
+            return float(self.relay.up_ms[q]) - float(self.direct.up_ms[q])
+        quantile = {"p50": 0.5, "p99": 0.99}[q]
+        return self.relay.down(quantile) - self.direct.down(quantile)
+
+    @property
+    def added_p99(self) -> float:
+        return max(self.added("up", "p99"), self.added("down", "p99"))
+
+    @property
+    def relay_cpu(self) -> float:
+        return self.relay.cpu["relay"]
+
+    @property
+    def ok(self) -> bool:
+        complete = all(
+            p.connected == self.n and not p.failures and not p.errors
+            for p in (self.direct, self.relay)
+        )
+        return complete and self.added_p99 < P99_TARGET_MS and self.relay_cpu < CPU_TARGET
+
+
+def show_logs(tmp: Path) -> None:
+    for log in sorted(tmp.glob("*.log")):
+        tail = log.read_text(errors="replace")[-2000:]
+        if tail.strip():
+            print(f"--- {log.name}\n{tail}", file=sys.stderr)
+
+
+async def run_one(n: int, args: argparse.Namespace) -> Row:
+    procs = Procs()
+    with tempfile.TemporaryDirectory(prefix=f"bench-relay-{n}-") as name:
+        tmp = Path(name)
+        try:
+            direct = await run_phase(procs, tmp, "direct", n, args, None)
+            relay = await run_phase(procs, tmp, "relay", n, args, None)
+        except BaseException:
+            show_logs(tmp)
+            raise
+        finally:
+            await procs.stop_all()
+    return Row(n, direct, relay)
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def _ms(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.2f}"
+
+
+def table(rows: list[Row], seconds: float) -> str:
+    lines = [
+        "| sessions | direction | direct p50 / p99 ms | relay p50 / p99 ms "
+        "| added p50 / p99 ms | frames measured (relay) |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        up_d, up_r = r.direct.up_ms, r.relay.up_ms
+        lines.append(
+            f"| {r.n} | agent->upstream | {_ms(up_d['p50'])} / {_ms(up_d['p99'])} "
+            f"| {_ms(up_r['p50'])} / {_ms(up_r['p99'])} "
+            f"| {_ms(r.added('up', 'p50'))} / **{_ms(r.added('up', 'p99'))}** "
+            f"| {up_r['count']} of {r.n * 50 * seconds:.0f} |"
+        )
+        lines.append(
+            f"| {r.n} | upstream->agent | {_ms(r.direct.down(0.5))} / {_ms(r.direct.down(0.99))} "
+            f"| {_ms(r.relay.down(0.5))} / {_ms(r.relay.down(0.99))} "
+            f"| {_ms(r.added('down', 'p50'))} / **{_ms(r.added('down', 'p99'))}** "
+            f"| {r.relay.deltas_in_window} of {r.n * 50 * seconds:.0f} |"
+        )
+    lines += [
+        "",
+        "| sessions | relay CPU (of one core) | relay RSS/session idle / flowing "
+        "| upstream CPU direct / relay | agents CPU | machine busy (steal) direct / relay "
+        "| other load (cores) direct / relay | agent send lag p99 ms | failures | within target |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        rss = r.relay.rss
+        idle = (rss["idle"] - rss["base"]) / r.n / 1024
+        flowing = (rss["flowing"] - rss["base"]) / r.n / 1024
+        agents = sum(v for k, v in r.relay.cpu.items() if k.startswith("agents"))
+        lag = max(percentile(p.lag_us, 0.99) for p in (r.direct, r.relay)) / 1000
+        failures = len(r.direct.failures) + len(r.relay.failures)
+        failures += 2 * r.n - r.direct.connected - r.relay.connected
+        failures += r.direct.errors + r.relay.errors  # error events from the upstream
+        lines.append(
+            f"| {r.n} | **{r.relay_cpu:.0%}** | {idle:.0f} KiB / {flowing:.0f} KiB "
+            f"| {r.direct.cpu['upstream']:.0%} / {r.relay.cpu['upstream']:.0%} | {agents:.0%} "
+            f"| {r.direct.machine_busy:.0%} ({r.direct.steal:.0%}) / "
+            f"{r.relay.machine_busy:.0%} ({r.relay.steal:.0%}) "
+            f"| {r.direct.other_load:.2f} / {r.relay.other_load:.2f} | {_ms(lag)} | {failures} "
+            f"| {'yes' if r.ok else 'no'} |"
+        )
+    sustained = [r.n for r in rows if r.ok]
+    lines += [
+        "",
+        f"Sessions sustained (added p99 < {P99_TARGET_MS:g} ms both ways, relay CPU < "
+        f"{CPU_TARGET:.0%} of a core): **{max(sustained) if sustained else 'none'}** "
+        f"of {', '.join(str(r.n) for r in rows)} tried.",
+    ]
+    return "\n".join(lines)
+
+
+def record(results: Path, command: str, body: str) -> None:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = f"\n## {now}\n\nMachine: {machine()}  \nCommand: `{command}`\n\n{body}\n"
+    if not results.exists():
+        results.write_text(
+            "# Relay benchmark results\n\nAppended by `bench/relay.py`, newest last.\n"
+        )
+    with results.open("a") as f:
+        f.write(section)
+
+
+async def main_async(args: argparse.Namespace) -> list[Row]:
+    rows = []
+    budget = len(args.sessions) * (2 * (args.warmup + args.seconds) + 300)
+    async with asyncio.timeout(budget):
+        for n in args.sessions:
+            print(f"{n} sessions: direct, then through the relay ...", file=sys.stderr, flush=True)
+            rows.append(await run_one(n, args))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--sessions", default="100", help="comma-separated numbers of concurrent agents"
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="measurement window")
+    parser.add_argument("--warmup", type=float, default=5.0, help="audio flowing before it")
+    parser.add_argument("--workers", type=int, default=2, help="agent processes")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the relay and upstream into this folder"
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the relay alone on the last CPU, simulator and agents on the others",
+    )
+    args = parser.parse_args()
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs at least two CPUs")
+        args.pin = ({cpus[-1]}, set(cpus[:-1]))
+    args.sessions = [int(v) for v in args.sessions.split(",")]
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    command = shlex.join([".venv/bin/python", "bench/relay.py", *sys.argv[1:]])
+    rows = asyncio.run(main_async(args))
+    body = table(rows, args.seconds)
+    print(body)
+    if not args.no_record:
+        record(args.results, command, body)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,15 +17,8 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.deliveries import service
-from service.deliveries.conductor import (
-    AnswerTimer,
-    Conductor,
-    Effect,
-    Record,
-    RetryLater,
-    Send,
-    Tracked,
-)
+from service.deliveries.conductor import Conductor
+from service.deliveries.tracking import AnswerTimer, Effect, Record, RetryLater, Send, Tracked
 from service.kit.base import utcnow
 from service.sessions import service as sessions
 

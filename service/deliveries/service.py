@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from service.audit import service as audit
-from service.deliveries.conductor import Record, Tracked
 from service.deliveries.errors import DeliveryNotFound, IdempotencyKeyReused, VariablesInvalid
 from service.deliveries.models import Delivery, DeliveryAttempt
 from service.deliveries.schemas import DeliveryCreate
 from service.deliveries.states import Priority, Status
+from service.deliveries.tracking import Record, Tracked
 from service.kit.actor import Actor
 from service.kit.base import time_ordered_id, utcnow
 from service.phrases.resolution import Resolved, resolve

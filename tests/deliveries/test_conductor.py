@@ -18,16 +18,18 @@ from service.deliveries.conductor import (
     COLLISION,
     COLLISION_RETRY_SECONDS,
     MAX_COLLISIONS,
+    Conductor,
+)
+from service.deliveries.states import Priority, Status
+from service.deliveries.tracking import (
     METADATA_KEY,
     AnswerTimer,
-    Conductor,
     Effect,
     Record,
     RetryLater,
     Send,
     Tracked,
 )
-from service.deliveries.states import Priority, Status
 
 T0 = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
 PCM16_BYTES_PER_SECOND = 48_000  # 24 kHz mono 16-bit

@@ -79,25 +79,8 @@ class Live:
         self, *, key: str = "agent-1", session: dict[str, Any] | None = None, **query: str
     ) -> AsyncIterator[Agent]:
         """An agent connected through the relay with the SDK, its session configured."""
-        async with connect(
-            endpoint=self.base_url,
-            credential=AzureKeyCredential(self.api.keys[key]),
-            model="gpt-realtime",
-            query=query,
-        ) as connection:
-            agent = Agent(connection)
-            agent.start()
-            try:
-                created = await agent.next("session.created")
-                agent.voicelive_id = created.session.id
-                await connection.session.update(
-                    session=session or {"modalities": ["text", "audio"]}
-                )
-                await agent.next("session.updated")
-                agent.session_id = await self._session_id_of(agent.voicelive_id)
-                yield agent
-            finally:
-                await agent.stop()
+        async with agent_with(self, key=key, session=session, query=query) as agent:
+            yield agent
 
     async def _session_id_of(self, voicelive_id: str) -> str:
         async with asyncio.timeout(EVENT_TIMEOUT):

@@ -7,6 +7,7 @@ class (``azure.ai.voicelive.models.ServerEvent*``); tests check that.
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 from typing import Any
@@ -14,12 +15,17 @@ from typing import Any
 Event = dict[str, Any]
 
 
+_PROCESS_TAG = secrets.token_hex(6)
+_serial = itertools.count(1)
+
+
 def new_id(prefix: str) -> str:
     """A unique id like the service's (``sess_``, ``resp_``, ``item_``, ``event_``, ``conv_``).
 
-    One random draw per id: every audio chunk needs an event id, so this is on the hot path.
+    A random tag drawn once per process and a counter: every audio chunk needs an event id, and a
+    random draw per id is a system call per frame.
     """
-    return f"{prefix}_{secrets.token_hex(11)}"
+    return f"{prefix}_{_PROCESS_TAG}{next(_serial):010x}"
 
 
 # --- session ------------------------------------------------------------------------------------

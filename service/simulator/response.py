@@ -24,6 +24,8 @@ from service.simulator.conversation import Conversation
 
 Emit = Callable[[events.Event], Awaitable[None]]
 
+SHORT_WAIT = 0.05  # seconds: waits up to this long are plain sleeps (see _wait_until)
+
 
 @dataclass(frozen=True, slots=True)
 class ResponsePlan:
@@ -225,6 +227,11 @@ class Response:
         delay = deadline - asyncio.get_running_loop().time()
         if delay <= 0 or self._cancelled.is_set():
             await asyncio.sleep(0)  # let the reader see a cancel or barge-in between chunks
+            return
+        if delay <= SHORT_WAIT:
+            # Between two chunks: a plain sleep costs a fraction of a cancellable wait, and a
+            # cancel is still seen before the next chunk leaves.
+            await asyncio.sleep(delay)
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):

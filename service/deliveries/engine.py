@@ -70,6 +70,7 @@ class SessionEngine:
         self._greeter: Callable[[], Coroutine[Any, Any, None]] | None = None
         self._greeting: asyncio.Task[None] | None = None
         self._audio_hold = 0.0
+        self._hold_until: float | None = None
 
     # --- life -----------------------------------------------------------------------------------
 
@@ -104,8 +105,10 @@ class SessionEngine:
         """Returns when caller audio may go upstream: the greeting went first, or the hold ended."""
         if self.audio_gate.is_set():
             return
+        if self._hold_until is None:  # the hold counts from the first caller audio held
+            self._hold_until = asyncio.get_running_loop().time() + self._audio_hold
         try:
-            async with asyncio.timeout(self._audio_hold):
+            async with asyncio.timeout_at(self._hold_until):
                 await self.audio_gate.wait()
         except TimeoutError:
             log.warning(

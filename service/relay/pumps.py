@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
-from starlette.types import Receive, Send
+from starlette.types import Message, Receive, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from service.deliveries.engine import SessionEngine
@@ -28,6 +29,9 @@ from service.relay.frames import (
 
 log = logging.getLogger("service.relay")
 
+HELD_FRAMES = (
+    500  # caller audio held back for the greeting: 10 s of 20 ms frames, then backpressure
+)
 _CLOSING = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
 
 
@@ -87,17 +91,41 @@ async def _upstream_to_client(
 async def client_to_upstream(
     receive: Receive, upstream: aiohttp.ClientWebSocketResponse, engine: SessionEngine
 ) -> Ending:
+    """Agent to upstream. While the greeting is going out, caller audio is held back (up to
+    ``HELD_FRAMES``, then the agent waits) but control events, such as the ``session.update`` the
+    greeting itself waits for, go on; the held audio follows, in order, once the gate opens."""
     gate = engine.audio_gate
+    held: list[str] = []
+    reading: asyncio.Future[Message] | None = None
     try:
         while True:
-            message = await receive()
+            if held:
+                reading = reading or asyncio.ensure_future(receive())
+                opening = asyncio.ensure_future(engine.caller_audio_allowed())
+                either: set[asyncio.Future[Any]] = {reading, opening}
+                try:
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    opening.cancel()
+                if gate.is_set():
+                    await _flush(held, upstream)
+                if not reading.done():
+                    continue
+                message, reading = reading.result(), None
+            else:
+                message = await receive()
             if message["type"] == "websocket.disconnect":
                 return Ending("client", message.get("code") or 1000, message.get("reason") or "")
             text = message.get("text")
             if text is not None:
                 if is_audio_in(text):
                     if not gate.is_set():
+                        if len(held) < HELD_FRAMES:
+                            held.append(text)
+                            continue
                         await engine.caller_audio_allowed()
+                    if held:
+                        await _flush(held, upstream)
                 else:
                     event = parse_control(text)
                     if event is not None:
@@ -107,6 +135,15 @@ async def client_to_upstream(
                 await upstream.send_bytes(message.get("bytes") or b"")
     except (ConnectionError, aiohttp.ClientError):
         return Ending("upstream", upstream.close_code or 1006, "the upstream connection was lost")
+    finally:
+        if reading is not None:
+            reading.cancel()
+
+
+async def _flush(held: list[str], upstream: aiohttp.ClientWebSocketResponse) -> None:
+    for frame in held:
+        await upstream.send_str(frame)
+    held.clear()
 
 
 async def relay(

@@ -8,11 +8,14 @@ import asyncio
 import aiohttp
 import pytest
 from azure.ai.voicelive.aio import ConnectionError as VoiceLiveConnectionError
+from azure.ai.voicelive.aio import connect
+from azure.core.credentials import AzureKeyCredential
 
 from service.simulator import SimulatorConfig
 from tests.helpers import PROBLEM_JSON
 from tests.live.harness import (
     EVENT_TIMEOUT,
+    Agent,
     Arrivals,
     Live,
     agent_with,
@@ -22,6 +25,7 @@ from tests.live.harness import (
     quiet_session,
     response_creates,
     send_audio,
+    until,
     upstream_of,
     ws_url,
 )
@@ -193,3 +197,41 @@ async def test_another_conversation_key_gets_its_own_greeting(live: Live) -> Non
         record = await live.until_delivery(str(greeting["id"]), "completed")
         assert record["transcript_verified"] is True
         assert len(creates_of(upstream_of(live, second), GREETING)) == 1
+
+
+async def test_audio_before_the_session_update_does_not_hold_the_update_back(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent that starts its microphone before configuring the session: its audio waits for
+    the greeting, but its session.update (which the greeting itself waits for) goes through at
+    once, and the held audio follows in order, none of it lost."""
+    arrivals = Arrivals().install(monkeypatch)
+    await greeting_policy(live)
+    loop = asyncio.get_running_loop()
+    async with connect(
+        endpoint=live.base_url,
+        credential=AzureKeyCredential(live.api.keys["agent-1"]),
+        model="gpt-realtime",
+    ) as connection:
+        agent = Agent(connection)
+        agent.start()
+        try:
+            created = await agent.next("session.created")
+            agent.voicelive_id = created.session.id
+            started = loop.time()
+            sent = await send_audio(agent, pcm16_silence(200))
+            await connection.session.update(session=quiet_session())
+            await agent.next("session.updated")
+            done = await agent.next("response.audio_transcript.done")
+            greeted_after = loop.time() - started
+            upstream = upstream_of(live, agent)
+            await until(lambda: len(upstream.received_audio) == len(b"".join(sent)))
+            order = arrivals.of(agent)
+        finally:
+            await agent.stop()
+    assert done.transcript == GREETING
+    # Neither the audio hold (5 s) nor the 2 s wait for a missing session.update ran out.
+    assert greeted_after < 1.5
+    assert order.index("session.update") < order.index("response.create")
+    assert order.index("response.create") < order.index("input_audio_buffer.append")
+    assert bytes(upstream.received_audio) == b"".join(sent)

@@ -47,12 +47,10 @@ class SessionEngine:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         answer_timeout: float,
-        queue_limit: int,
     ) -> None:
         self.session_id = session_id
         self.transport = transport
         self.conductor = Conductor(answer_timeout=answer_timeout)
-        self.queue_limit = queue_limit
         self._maker = sessionmaker
         # (job, the delivery whose final state it persists if any, what it writes); None ends.
         self._jobs: asyncio.Queue[tuple[Job, str | None, str] | None] = asyncio.Queue()
@@ -61,14 +59,15 @@ class SessionEngine:
         self._timers: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
         self._finished: dict[str, asyncio.Event] = {}
-        self._sent_hooks: dict[str, asyncio.Event] = {}
         self.voicelive_session_id: str | None = None
-        # The greeting: sent when the upstream first says session.updated; until it has gone out,
-        # other deliveries wait and caller audio is held back (at most ``_audio_hold`` seconds).
+        # The greeting: sent when the upstream first says session.updated; until it has gone out
+        # (or ended), other deliveries wait and caller audio is held back (at most
+        # ``_audio_hold`` seconds).
         self.audio_gate = asyncio.Event()
         self.audio_gate.set()
         self._greeter: Callable[[], Coroutine[Any, Any, None]] | None = None
         self._greeting: asyncio.Task[None] | None = None
+        self._greeting_id: str | None = None
         self._audio_hold = 0.0
         self._hold_until: float | None = None
 
@@ -93,13 +92,8 @@ class SessionEngine:
             self.audio_gate.set()
             await self._execute(self.conductor.pump(utcnow()))
             return
-        sent = self.sent_signal(tracked.id)
+        self._greeting_id = tracked.id  # _greeting_gone opens the gate once it is sent or ended
         await self.submit(tracked)
-        if sent.is_set():
-            self.audio_gate.set()
-        else:
-            sent_task = asyncio.ensure_future(sent.wait())
-            sent_task.add_done_callback(lambda _: self.audio_gate.set())
 
     async def caller_audio_allowed(self) -> None:
         """Returns when caller audio may go upstream: the greeting went first, or the hold ended."""
@@ -138,10 +132,6 @@ class SessionEngine:
         self._jobs.put_nowait(None)
         if self._recorder is not None:
             await self._recorder
-
-    async def stop(self, reason: str) -> None:
-        await self.close(reason)
-        await self.drain()
 
     def record_later(self, job: Job) -> None:
         """Persist something in order with the session's transitions (e.g. its Voice Live id)."""
@@ -194,10 +184,6 @@ class SessionEngine:
         ``conductor.tracking_audio``)."""
         await self._execute(self.conductor.on_audio(nbytes, utcnow(), time.monotonic()))
 
-    def sent_signal(self, delivery_id: str) -> asyncio.Event:
-        """Set once the delivery's first ``response.create`` has gone upstream, or it ended."""
-        return self._sent_hooks.setdefault(delivery_id, asyncio.Event())
-
     def finished_signal(self, delivery_id: str) -> asyncio.Event:
         """Set once the delivery reached a final state and that state is persisted."""
         return self._finished.setdefault(delivery_id, asyncio.Event())
@@ -214,7 +200,7 @@ class SessionEngine:
                 label = f"{effect.action} of {effect.delivery_id}"
                 self._enqueue(self._persist_job(effect), final, label)
                 if effect.final:
-                    self._signal(self._sent_hooks, effect.delivery_id)
+                    self._greeting_gone(effect.delivery_id)
             elif isinstance(effect, AnswerTimer):
                 self._later(self.conductor.answer_timeout, self._on_timeout, effect)
             elif isinstance(effect, RetryLater):
@@ -231,7 +217,12 @@ class SessionEngine:
                 except TransportClosed:
                     return  # close() fails what was on its way
             if send.delivery_id is not None:
-                self._signal(self._sent_hooks, send.delivery_id)
+                self._greeting_gone(send.delivery_id)
+
+    def _greeting_gone(self, delivery_id: str) -> None:
+        """Caller audio may follow once the greeting went upstream, or ended without going."""
+        if delivery_id == self._greeting_id:
+            self.audio_gate.set()
 
     @staticmethod
     def _signal(events: dict[str, asyncio.Event], delivery_id: str) -> None:

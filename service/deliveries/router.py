@@ -17,6 +17,7 @@ from service.kit.errors import Forbidden
 from service.kit.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from service.sessions import service as sessions
 from service.sessions.registry import LiveSessions
+from service.sessions.schemas import State
 from service.settings import Settings
 
 router = APIRouter(tags=["deliveries"])
@@ -90,13 +91,10 @@ async def create_delivery(
             "admin) may speak into it"
         )
     engine = live.get(session.id)
-    existing = None
-    if idempotency_key is not None:
-        found = await service.find_idempotent(db, caller.principal, idempotency_key)
-        if found is not None:
-            existing = service.replayed(found, service.request_hash(session.id, body))
+    digest = service.request_hash(session.id, body)
+    existing = await service.earlier_request(db, caller.principal, idempotency_key, digest)
     if existing is None:
-        if session.state != "live":
+        if session.state != State.LIVE.value:
             raise SessionNotLive(f"session {session.id} ended: {session.end_reason}")
         if engine is None:
             raise SessionElsewhere(
@@ -114,6 +112,7 @@ async def create_delivery(
             session,
             body,
             idempotency_key=idempotency_key,
+            digest=digest,
             max_plays=settings.delivery_max_plays,
         )
         await db.commit()  # the record exists before the words go out

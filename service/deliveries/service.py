@@ -76,15 +76,18 @@ async def list_for_session(
     return list((await db.scalars(query.order_by(Delivery.id).limit(limit))).all())
 
 
-async def find_idempotent(db: AsyncSession, principal: str, key: str) -> Delivery | None:
+async def earlier_request(
+    db: AsyncSession, principal: str, key: str | None, digest: str
+) -> Delivery | None:
+    """The delivery an earlier request with this Idempotency-Key made (None: none, or no key);
+    422 when that request was a different one."""
+    if key is None:
+        return None
     query = delivery_query().where(
         Delivery.requested_by == principal, Delivery.idempotency_key == key
     )
-    return (await db.scalars(query)).first()
-
-
-def replayed(existing: Delivery, digest: str) -> Delivery:
-    if existing.request_hash != digest:
+    existing = (await db.scalars(query)).first()
+    if existing is not None and existing.request_hash != digest:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was already used with a different request; "
             f"it names delivery {existing.id}",
@@ -108,15 +111,11 @@ async def create(
     body: DeliveryCreate,
     *,
     idempotency_key: str | None,
+    digest: str,
     max_plays: int,
 ) -> tuple[Delivery, bool]:
-    """The queued delivery for a request, or the one an earlier identical request created.
-    Returns (delivery, created)."""
-    digest = request_hash(session.id, body)
-    if idempotency_key is not None:
-        existing = await find_idempotent(db, actor.principal, idempotency_key)
-        if existing is not None:
-            return replayed(existing, digest), False
+    """The queued delivery for a request (the caller looked for an earlier one first), or the one
+    a concurrent identical request created meanwhile. Returns (delivery, created)."""
     resolved = await resolve(
         db, body.phrase_key, locale=body.locale or session.locale, version_number=body.version
     )
@@ -148,11 +147,10 @@ async def create(
             await db.flush()
     except IntegrityError:
         # A concurrent request with the same key won the insert; it is committed by now.
-        assert idempotency_key is not None
-        existing = await find_idempotent(db, actor.principal, idempotency_key)
+        existing = await earlier_request(db, actor.principal, idempotency_key, digest)
         if existing is None:
             raise
-        return replayed(existing, digest), False
+        return existing, False
     await audit.append(db, actor, "delivery.queued", "delivery", row.id, queued_details(row))
     return row, True
 

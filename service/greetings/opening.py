@@ -7,8 +7,12 @@ gets a skipped record instead of a second greeting (also across reconnects and r
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.audit import service as audit
 from service.deliveries import service as deliveries
@@ -21,6 +25,11 @@ from service.kit.errors import ProblemError
 from service.phrases.resolution import resolve
 from service.phrases.service import sha256_text
 from service.sessions.models import LiveSession
+
+if TYPE_CHECKING:
+    from service.deliveries.engine import SessionEngine
+
+log = logging.getLogger("service.greetings")
 
 
 async def greeting_delivery(
@@ -100,3 +109,28 @@ async def _audited(db: AsyncSession, row: Delivery) -> None:
         row.id,
         deliveries.queued_details(row),
     )
+
+
+async def greet(
+    engine: SessionEngine,
+    maker: async_sessionmaker[AsyncSession],
+    session: LiveSession,
+    policy: str,
+    max_plays: int,
+) -> None:
+    """Prepare the session's greeting and hand it to its engine; whatever happens, the engine is
+    told (so the session never stays held) and a greeting that could not be prepared is recorded."""
+    tracked = None
+    try:
+        async with maker.begin() as db:
+            row = await greeting_delivery(db, session, policy, max_plays=max_plays)
+        if row.status == Status.QUEUED.value:
+            tracked = deliveries.tracked_of(row, greeting=True)
+    except Exception as exc:  # the call goes on ungreeted, but never silently
+        log.exception("session %s: the greeting could not be prepared", session.id)
+        with contextlib.suppress(Exception):
+            async with maker.begin() as db:
+                why = f"the greeting could not be prepared ({type(exc).__name__})"
+                await failed_greeting(db, session, policy, why)
+    finally:  # whatever happened, the session must not stay held
+        await engine.greeting_queued(tracked)

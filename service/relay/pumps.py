@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 from starlette.types import Message, Receive, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from service.deliveries.engine import SessionEngine
 from service.relay.frames import (
@@ -29,9 +29,8 @@ from service.relay.frames import (
 
 log = logging.getLogger("service.relay")
 
-HELD_FRAMES = (
-    500  # caller audio held back for the greeting: 10 s of 20 ms frames, then backpressure
-)
+# Caller audio held back for the greeting: 10 s of 20 ms frames, then backpressure.
+HELD_FRAMES = 500
 _CLOSING = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
 
 
@@ -50,15 +49,8 @@ class Ending:
 async def upstream_to_client(
     upstream: aiohttp.ClientWebSocketResponse, send: Send, engine: SessionEngine
 ) -> Ending:
-    try:
-        return await _upstream_to_client(upstream, send, engine)
-    except WebSocketDisconnect as gone:  # the agent hung up while we were sending to it
-        return Ending("client", gone.code, gone.reason or "")
-
-
-async def _upstream_to_client(
-    upstream: aiohttp.ClientWebSocketResponse, send: Send, engine: SessionEngine
-) -> Ending:
+    """Upstream to agent. A send to an agent that hung up raises (uvicorn's ClientDisconnected,
+    an OSError); ``relay`` reports it as the agent's end."""
     conductor = engine.conductor
     while True:
         message = await upstream.receive()
@@ -66,17 +58,16 @@ async def _upstream_to_client(
         if kind is aiohttp.WSMsgType.TEXT:
             frame: str = message.data
             await send({"type": "websocket.send", "text": frame})
-            if is_audio_out(frame):
+            # Audio is recognised without a parse; an audio event written in an order the marker
+            # does not catch is parsed like a control event and still counted as audio.
+            audio = is_audio_out(frame)
+            event = None if audio else parse_control(frame)
+            if event is not None and event.get("type") == "response.audio.delta":
+                audio = True
+            if audio:
                 if conductor.tracking_audio:
                     await engine.audio(audio_delta_bytes(frame))
-                continue
-            event = parse_control(frame)
-            if event is None:
-                continue
-            if event.get("type") == "response.audio.delta":  # written in an unexpected order
-                if conductor.tracking_audio:
-                    await engine.audio(audio_delta_bytes(frame))
-            else:
+            elif event is not None:
                 await engine.server_event(event)
         elif kind is aiohttp.WSMsgType.BINARY:
             await send({"type": "websocket.send", "bytes": message.data})

@@ -24,10 +24,9 @@ from service.access import service as access
 from service.access.dependencies import presented_key
 from service.access.roles import Role
 from service.access.service import Caller
-from service.deliveries import service as deliveries
 from service.deliveries.engine import SessionEngine, TransportClosed
 from service.greetings.errors import GreetingPolicyNotFound
-from service.greetings.opening import failed_greeting, greeting_delivery
+from service.greetings.opening import greet
 from service.greetings.service import policy_for_session
 from service.kit.errors import problem_response
 from service.relay.frames import connect_request
@@ -164,15 +163,14 @@ async def _run(
         RelayTransport(upstream),
         maker,
         answer_timeout=settings.delivery_answer_timeout,
-        queue_limit=settings.delivery_queue_limit,
     )
     if session.greeting_policy is not None:
         policy = session.greeting_policy
 
-        async def greet() -> None:
-            await _greet(engine, maker, session, policy, settings.delivery_max_plays)
+        async def opening() -> None:
+            await greet(engine, maker, session, policy, settings.delivery_max_plays)
 
-        engine.greet_with(greet, settings.greeting_audio_hold)
+        engine.greet_with(opening, settings.greeting_audio_hold)
     engine.start()
     live.add(engine)
     ending: Ending | None = None
@@ -194,26 +192,3 @@ async def _run(
                 await engine.drain()
                 async with maker.begin() as db:  # a record that could not be written
                     await sessions.end_unfinished(db, session.id, reason)
-
-
-async def _greet(
-    engine: SessionEngine,
-    maker: async_sessionmaker[AsyncSession],
-    session: LiveSession,
-    policy: str,
-    max_plays: int,
-) -> None:
-    tracked = None
-    try:
-        async with maker.begin() as db:
-            row = await greeting_delivery(db, session, policy, max_plays=max_plays)
-        if row.status == "queued":
-            tracked = deliveries.tracked_of(row, greeting=True)
-    except Exception as exc:  # the call goes on ungreeted, but never silently
-        log.exception("session %s: the greeting could not be prepared", session.id)
-        with contextlib.suppress(Exception):
-            async with maker.begin() as db:
-                why = f"the greeting could not be prepared ({type(exc).__name__})"
-                await failed_greeting(db, session, policy, why)
-    finally:  # whatever happened, the session must not stay held
-        await engine.greeting_queued(tracked)

@@ -44,6 +44,7 @@ class Upstream:
     simulator_speed: float = 1.0
     _simulator: Simulator | None = None
     _starting: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _late: set[asyncio.Future[VoiceLiveConnection]] = field(default_factory=set)
 
     async def _endpoint(self) -> str:
         if self.endpoint is not None:
@@ -69,10 +70,15 @@ class Upstream:
                 "heartbeat": 30.0,
             },
         )
+        # Cancelling the SDK mid-handshake would leak its aiohttp session (it closes it only on a
+        # ClientError), so an opening that takes too long is left to finish or fail on its own
+        # (see _settle) while the agent is told now.
+        opening = asyncio.ensure_future(manager.__aenter__())
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                return await manager.__aenter__()
+            return await asyncio.wait_for(asyncio.shield(opening), self.connect_timeout)
         except TimeoutError:
+            self._late.add(opening)
+            opening.add_done_callback(self._settle)
             raise UpstreamUnavailable(
                 f"the upstream Voice Live endpoint did not answer within {self.connect_timeout:g} s"
             ) from None
@@ -84,7 +90,23 @@ class Upstream:
                 "configured: set COMPLIANCE_VOICELIVE_API_KEY or an Azure identity)"
             ) from None
 
+    @property
+    def late_openings(self) -> int:
+        """Openings the agent stopped waiting for that have not finished yet."""
+        return len(self._late)
+
+    def _settle(self, opening: asyncio.Future[VoiceLiveConnection]) -> None:
+        """A late opening ended: close what it opened (nobody will use it); its failure is
+        expected and already reported to the agent."""
+        self._late.discard(opening)
+        if opening.cancelled() or opening.exception() is not None:
+            return
+        closing = asyncio.ensure_future(opening.result().close())
+        closing.add_done_callback(lambda done: done.cancelled() or done.exception())
+
     async def close(self) -> None:
+        for opening in list(self._late):
+            opening.cancel()
         if self._simulator is not None:
             await self._simulator.stop()
         closer: Any = getattr(self.credential, "close", None)

@@ -11,7 +11,7 @@ import pytest
 
 from service.simulator import SimulatorConfig
 from tests.helpers import PROBLEM_JSON
-from tests.live.harness import EVENT_TIMEOUT, Live, agent_with, ws_url
+from tests.live.harness import EVENT_TIMEOUT, Live, agent_with, until, ws_url
 
 
 async def refused(
@@ -159,3 +159,57 @@ async def test_sessions_are_listed_filtered_and_found_by_either_id(live: Live) -
     assert closed.json()["end_reason"]
     unknown = await live.api.http.get("/v1/sessions/sess_nope", headers=live.api.as_("audrey"))
     assert unknown.status_code == 404
+
+
+async def test_an_admin_key_sent_as_bearer_opens_the_relay(live: Live) -> None:
+    headers = {"Authorization": f"Bearer {live.api.keys['admin']}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(ws_url(live), headers=headers) as ws,
+    ):
+        created = await ws.receive_json(timeout=EVENT_TIMEOUT)
+        assert created["type"] == "session.created"
+    sessions = (await live.api.http.get("/v1/sessions", headers=live.api.as_("admin"))).json()
+    assert [s["principal"] for s in sessions["items"]] == ["admin"]
+
+
+async def test_a_malformed_locale_is_refused_with_422(live: Live) -> None:
+    error = await refused(live, {"api-key": live.api.keys["agent-1"]}, locale="not a locale!")
+    assert error.status == 422
+    assert live.simulator.sessions == []
+    await no_sessions(live)
+
+
+class TestUpstreamSilent:
+    """An upstream that accepts the TCP connection and never answers the handshake."""
+
+    @pytest.fixture
+    def live_settings(self) -> dict[str, object]:
+        return {"upstream_connect_timeout": 0.5}
+
+    async def test_an_upstream_that_never_answers_is_a_502_within_the_timeout(
+        self, live: Live
+    ) -> None:
+        async def answer_nothing(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(1)  # then hang up, long after the agent was told
+            writer.close()
+
+        silent = await asyncio.start_server(answer_nothing, "127.0.0.1", 0)
+        port = silent.sockets[0].getsockname()[1]
+        live.app.state.upstream.endpoint = f"http://127.0.0.1:{port}"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            error = await refused(live, {"api-key": live.api.keys["agent-1"]})
+            elapsed = loop.time() - started
+            async with aiohttp.ClientSession() as http:
+                body = await plain_get_problem(http, live)
+        finally:
+            silent.close()
+        assert error.status == 502
+        assert elapsed < 3
+        assert "did not answer within 0.5 s" in body["detail"]
+        await no_sessions(live)
+        upstream = live.app.state.upstream
+        assert upstream.late_openings == 2  # the handshake and the plain GET, still waiting
+        await until(lambda: upstream.late_openings == 0)  # and settled without a leak

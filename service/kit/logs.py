@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 # A key in a URL (the relay accepts ``?api-key=`` for browsers) must never reach a log line, e.g.
 # through the server's access log of the WebSocket handshake.
-_KEY_IN_URL = re.compile(r"(api[-_]key=)[^&\s\"']+", re.IGNORECASE)
+_KEY_IN_URL = re.compile(r"(api[-_]key=)[^&\s\"'\\]+", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
@@ -23,14 +23,15 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "msg": record.getMessage(),
         }
         audit_event = getattr(record, "audit_event", None)
         if audit_event is not None:
             entry["audit_event"] = audit_event
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        # The whole line: a key may also sit in a traceback or an audit event's details.
+        return redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 from service.kit.logs import JsonFormatter
 
@@ -29,6 +30,17 @@ def test_keys_in_any_spelling_or_position_are_redacted() -> None:
     for query in (f"API-KEY={KEY}", f"api_key={KEY}", f"x=1&api-key={KEY}"):
         line = _formatted("GET /v1/x?%s HTTP/1.1", query)
         assert KEY not in str(line["msg"]), query
+
+
+def test_a_key_in_a_traceback_is_redacted_too() -> None:
+    try:
+        raise RuntimeError(f"cannot open ws://relay/voice-live/realtime?api-key={KEY}")
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    line = JsonFormatter().format(record)
+
+    assert KEY not in line
+    assert "api-key=[redacted]" in json.loads(line)["exc"]
 
 
 def test_other_text_is_left_alone() -> None:

@@ -56,9 +56,15 @@ async def test_a_replay_waits_for_the_caller_to_stop_and_survives_the_vad_reply(
         record = await live.until_delivery(queued["id"], "completed", "failed", within=20)
         upstream = upstream_of(live, agent)
         statuses = [(r.text == LONG, r.status) for r in upstream.responses]
+        kinds = [(e.type, getattr(getattr(e, "response", None), "id", None)) for e in agent.events]
     assert record["status"] == "completed", record
     assert record["attempt_log"][0]["outcome"] == "interrupted"
-    # Every response but the barged-in one played to its end: nothing was cut by the replay.
+    # The replay went out only after the caller stopped speaking.
+    stopped = kinds.index(("input_audio_buffer.speech_stopped", None))
+    assert stopped < kinds.index(("response.created", record["response_id"]))
+    # Server VAD did reply, and every response but the barged-in one played to its end: nothing
+    # was cut by the replay.
+    assert any(not pre for pre, _ in statuses)
     assert statuses.count((True, "cancelled")) == 1
     assert (True, "completed") in statuses
     assert all(s == "completed" for pre, s in statuses if not pre)

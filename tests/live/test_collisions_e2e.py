@@ -69,9 +69,10 @@ async def test_a_delivery_waits_for_the_agents_own_pregenerated_response(live: L
         transcripts = [e.transcript for e in agent.of_type("response.audio_transcript.done")]
         assert transcripts == [AGENT_TEXT, DISCLOSURE]
         assert_not_spoken_over(live, agent)
+        assert agent.of_type("error") == []  # it waited: never sent into the agent's response
     assert record["status"] == "completed", record
     assert record["transcript_verified"] is True
-    assert [a["outcome"] for a in record["attempt_log"]][-1] == "completed"
+    assert [a["outcome"] for a in record["attempt_log"]] == ["completed"]
 
 
 async def test_a_delivery_waits_for_the_agents_bare_response_create(live: Live) -> None:
@@ -82,6 +83,9 @@ async def test_a_delivery_waits_for_the_agents_bare_response_create(live: Live) 
         record = await live.until_delivery(queued["id"], "completed", "failed", "expired")
         assert_not_spoken_over(live, agent)
         done = agent.of_type("response.audio_transcript.done")
+        assert agent.of_type("error") == []  # it waited: never sent into the agent's response
+        assert len(upstream_of(live, agent).responses) == 2
+    assert [a["outcome"] for a in record["attempt_log"]] == ["completed"]
     assert record["status"] == "completed", record
     assert done[-1].transcript == DISCLOSURE
     assert record["response_id"] == done[-1].response_id

@@ -183,9 +183,9 @@ async def test_a_phrase_without_an_approved_version_is_refused(live: Live) -> No
             json={"phrase_key": "draft-only"},
             headers=live.api.as_("agent-1"),
         )
-        assert 400 <= response.status_code < 500
-        assert_problem(response, response.status_code)
+        assert_problem(response, 404, "no-version-in-force")
         assert upstream_of(live, agent).responses == []
+        assert await live.deliveries(agent.session_id) == []
 
 
 async def test_missing_variables_are_refused_and_given_ones_are_spoken(live: Live) -> None:

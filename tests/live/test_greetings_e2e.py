@@ -12,6 +12,7 @@ from azure.ai.voicelive.aio import connect
 from azure.core.credentials import AzureKeyCredential
 
 from service.simulator import SimulatorConfig
+from service.simulator.config import DEFAULT_GENERATED_REPLY
 from tests.helpers import PROBLEM_JSON
 from tests.live.harness import (
     EVENT_TIMEOUT,
@@ -235,3 +236,57 @@ async def test_audio_before_the_session_update_does_not_hold_the_update_back(
     assert order.index("session.update") < order.index("response.create")
     assert order.index("response.create") < order.index("input_audio_buffer.append")
     assert bytes(upstream.received_audio) == b"".join(sent)
+
+
+async def test_a_generated_greeting_asks_the_model_and_records_what_it_said(live: Live) -> None:
+    instructions = "Greet the caller warmly in English and offer help."
+    response = await live.api.http.post(
+        "/v1/greeting-policies",
+        json={
+            "name": "warm",
+            "mode": "generated",
+            "instructions": instructions,
+            "is_default": True,
+        },
+        headers=live.api.as_("alice"),
+    )
+    assert response.status_code == 201, response.text
+    async with live.agent(session=quiet_session()) as agent:
+        done = await agent.next("response.audio_transcript.done")
+        greeting = await greeting_of(live, agent.session_id)
+        record = await live.until_delivery(str(greeting["id"]), "completed")
+        [create] = response_creates(upstream_of(live, agent))
+    assert create["response"]["instructions"] == instructions
+    assert "pre_generated_assistant_message" not in create["response"]
+    assert done.transcript == DEFAULT_GENERATED_REPLY
+    assert record["text"] is None
+    assert record["instructions"] == instructions
+    assert record["transcript"] == DEFAULT_GENERATED_REPLY
+    assert record["transcript_verified"] is None  # nothing approved to compare it with
+
+
+class TestAnAgentThatNeverConfiguresItsSession:
+    @pytest.fixture
+    def live_settings(self) -> dict[str, object]:
+        return {"greeting_audio_hold": 0.5}
+
+    async def test_it_is_greeted_on_the_defaults_after_two_seconds(self, live: Live) -> None:
+        await greeting_policy(live)
+        loop = asyncio.get_running_loop()
+        async with connect(
+            endpoint=live.base_url,
+            credential=AzureKeyCredential(live.api.keys["agent-1"]),
+            model="gpt-realtime",
+        ) as connection:
+            agent = Agent(connection)
+            agent.start()
+            try:
+                await agent.next("session.created")
+                connected = loop.time()
+                done = await agent.next("response.audio_transcript.done")
+                waited = loop.time() - connected
+            finally:
+                await agent.stop()
+        assert done.transcript == GREETING
+        assert agent.of_type("session.updated") == []  # it never configured the session
+        assert 2.0 <= waited < 4.0  # not held for good: at least 2 s, then on the defaults

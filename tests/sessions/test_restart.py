@@ -42,6 +42,17 @@ async def _leave_a_live_session(app: FastAPI) -> None:
                 started_at=datetime.now(UTC),
             )
         )
+        # Another replica's session on the same database: its socket is alive elsewhere.
+        db.add(
+            LiveSession(
+                id="ses_elsewhere",
+                kind="relay",
+                state="live",
+                principal="agent-1",
+                replica="http://replica-2:8000",
+                started_at=datetime.now(UTC),
+            )
+        )
         await db.flush()
         db.add_all(
             [
@@ -69,11 +80,14 @@ async def test_a_restart_ends_the_sessions_and_deliveries_the_last_run_left(
     assert by_id["dlv_waiting"]["status"] == "expired"
     assert by_id["dlv_playing"]["status"] == "failed"
     assert by_id["dlv_waiting"]["failure_reason"] == REASON
+    assert by_id["dlv_playing"]["failure_reason"] == REASON
     assert by_id["dlv_done"]["status"] == "completed"  # a finished record is never rewritten
     audit = await api.http.get("/v1/audit", headers=api.as_("audrey"), params={"limit": 500})
     actions = [(e["action"], e["subject_id"]) for e in audit.json()["items"]]
     assert ("delivery.expired", "dlv_waiting") in actions
     assert ("delivery.failed", "dlv_playing") in actions
     assert ("session.ended", "ses_left") in actions
+    other = await api.http.get("/v1/sessions/ses_elsewhere", headers=api.as_("audrey"))
+    assert other.json()["state"] == "live"  # not this replica's to end
     verify = await api.http.get("/v1/audit/verify", headers=api.as_("audrey"))
     assert verify.json()["ok"] is True

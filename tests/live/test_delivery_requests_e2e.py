@@ -163,6 +163,15 @@ async def test_only_the_sessions_own_agent_may_speak_into_it(live: Live) -> None
         )
         assert_problem(editor, 403)
         assert upstream_of(live, agent).responses == []
+        # An admin may (operations staff speaking into a call on the agent's behalf).
+        admin = await live.api.http.post(
+            url(agent.session_id),
+            json={"phrase_key": "recording", "wait": 10},
+            headers=live.api.as_("admin"),
+        )
+        assert admin.status_code == 200, admin.text
+        assert admin.json()["status"] == "completed"
+        assert admin.json()["requested_by"] == "admin"
 
 
 async def test_an_unknown_phrase_is_refused(live: Live) -> None:

@@ -290,3 +290,29 @@ class TestAnAgentThatNeverConfiguresItsSession:
         assert done.transcript == GREETING
         assert agent.of_type("session.updated") == []  # it never configured the session
         assert 2.0 <= waited < 4.0  # not held for good: at least 2 s, then on the defaults
+
+    async def test_held_caller_audio_is_let_through_when_the_hold_runs_out(
+        self, live: Live, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        arrivals = Arrivals().install(monkeypatch)
+        await greeting_policy(live)
+        async with connect(
+            endpoint=live.base_url,
+            credential=AzureKeyCredential(live.api.keys["agent-1"]),
+            model="gpt-realtime",
+        ) as connection:
+            agent = Agent(connection)
+            agent.start()
+            try:
+                created = await agent.next("session.created")
+                agent.voicelive_id = created.session.id
+                sent = await send_audio(agent, pcm16_silence(100))
+                upstream = upstream_of(live, agent)
+                # The 0.5 s hold ends long before the greeting (2 s without session.updated).
+                await until(lambda: len(upstream.received_audio) == len(b"".join(sent)), within=1.5)
+                await agent.next("response.audio_transcript.done")
+                order = arrivals.of(agent)
+            finally:
+                await agent.stop()
+        assert order.index("input_audio_buffer.append") < order.index("response.create")
+        assert bytes(upstream.received_audio) == b"".join(sent)

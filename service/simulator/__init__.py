@@ -38,8 +38,9 @@ Knobs (``SimulatorConfig``): ``host``, ``port``, ``api_key``, ``refuse_connectio
 ``drop_after_events`` and ``drop_abruptly``, ``echo_metadata``, ``answer_delay``, ``speed``,
 ``chunk_ms``, ``chars_per_second``, ``vad_threshold``, ``interrupt_response_default``,
 ``max_text_chars``, ``generated_reply``, ``default_model``, ``record_audio``,
-``max_message_bytes``, ``stamp_events`` (send times in ``event_id``s and one-way latencies of
-stamped caller audio in ``sim.latencies``, for benchmarks).
+``max_message_bytes``, ``stamp_events`` (send times in ``event_id``s, one-way latencies of
+stamped caller audio in ``sim.latencies``, and when each ``response.create`` arrived and its first
+audio left in ``sim.response_timings``, for benchmarks).
 
 Use: ``async with Simulator(SimulatorConfig(speed=0)) as sim:`` then the SDK's
 ``connect(endpoint=sim.endpoint, ...)``; ``sim.sessions`` records what each connection sent and

@@ -78,7 +78,10 @@ class SimulatorConfig:
     ``event_<monotonic_ns>_<n>``, stamped just before the send, and every received
     ``input_audio_buffer.append`` whose ``event_id`` is ``<prefix>_<monotonic_ns>_<anything>`` adds
     its one-way latency to ``Simulator.latencies`` (CLOCK_MONOTONIC is system-wide on Linux, so
-    stamps compare across processes). Off by default: ids then look like the service's."""
+    stamps compare across processes). Each ``response.create`` answered also gets a
+    ``ResponseTiming`` in ``Simulator.response_timings``: its request's ``metadata``, when its
+    frame was received and the stamp of its first audio delta (``bench/delivery.py``). Off by
+    default: ids then look like the service's."""
 
     def __post_init__(self) -> None:
         problems = []

@@ -19,7 +19,7 @@ from websockets.http11 import Request, Response
 from service.simulator.audio import Synthesizer
 from service.simulator.config import SimulatorConfig
 from service.simulator.session import SimulatorSession
-from service.simulator.stamps import Latencies
+from service.simulator.stamps import Latencies, ResponseTimings
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class Simulator:
         self.sessions: list[SimulatorSession] = []
         self.latencies = Latencies()
         """One-way latencies of stamped caller audio (``SimulatorConfig.stamp_events``)."""
+        self.response_timings = ResponseTimings()
+        """When each ``response.create`` arrived and its first audio left (``stamp_events``)."""
         self._synth = Synthesizer(self.config.chars_per_second)
         self._server: Server | None = None
         self._port: int | None = None
@@ -143,7 +145,12 @@ class Simulator:
         query = dict(parse_qsl(urlsplit(request.path).query)) if request is not None else {}
         query.pop("api-key", None)  # a credential is not a record to keep
         session = SimulatorSession(
-            connection, self.config, self._synth, query=query, latencies=self.latencies
+            connection,
+            self.config,
+            self._synth,
+            query=query,
+            latencies=self.latencies,
+            timings=self.response_timings,
         )
         self.sessions.append(session)
         await session.run()

@@ -37,7 +37,13 @@ from service.simulator.client_events import (
 from service.simulator.config import SimulatorConfig
 from service.simulator.conversation import Conversation
 from service.simulator.response import Response, ResponsePlan
-from service.simulator.stamps import Latencies, stamp_of, stamped_id
+from service.simulator.stamps import (
+    Latencies,
+    ResponseTiming,
+    ResponseTimings,
+    stamp_of,
+    stamped_id,
+)
 from service.simulator.vad import VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
@@ -109,6 +115,7 @@ class SimulatorSession:
         *,
         query: Mapping[str, str],
         latencies: Latencies | None = None,
+        timings: ResponseTimings | None = None,
     ) -> None:
         self.id = events.new_id("sess")
         self.conversation_id = events.new_id("conv")
@@ -132,6 +139,9 @@ class SimulatorSession:
         self._ws = connection
         self._synth = synth
         self._latencies = latencies if config.stamp_events else None
+        self._timings = timings if config.stamp_events else None
+        self._received_ns = 0  # when the client event being handled was received
+        self._awaiting_audio: dict[str, ResponseTiming] = {}  # by response id
         self._send_lock = asyncio.Lock()
         self._closing = False
         self._active: Response | None = None
@@ -196,7 +206,15 @@ class SimulatorSession:
         async with self._send_lock:
             if self._closing:
                 raise SessionClosed
-            event_id = stamped_id() if self.config.stamp_events else events.new_id("event")
+            if self.config.stamp_events:
+                now = time.monotonic_ns()
+                event_id = stamped_id(at=now)
+                if self._awaiting_audio and event["type"] == "response.audio.delta":
+                    timing = self._awaiting_audio.pop(event["response_id"], None)
+                    if timing is not None:
+                        timing.first_audio_ns = now
+            else:
+                event_id = events.new_id("event")
             try:
                 await self._ws.send(json.dumps({"event_id": event_id, **event}))
             except ConnectionClosed as exc:
@@ -212,7 +230,7 @@ class SimulatorSession:
                 raise SessionClosed
 
     async def _receive(self, message: str | bytes) -> None:
-        received = time.monotonic_ns()
+        received = self._received_ns = time.monotonic_ns()
         try:
             data = parse_event(message)
         except ClientEventError as exc:
@@ -263,7 +281,11 @@ class SimulatorSession:
                 )
             await self._cancel(active, "client_cancelled")
         extra = data.get("additional_instructions")
-        self._start(request, extra if isinstance(extra, str) else "")
+        response = self._start(request, extra if isinstance(extra, str) else "")
+        if self._timings is not None:
+            timing = ResponseTiming(self.id, response.id, request.metadata, self._received_ns)
+            self._timings.add(timing)
+            self._awaiting_audio[response.id] = timing
 
     async def _on_response_cancel(self, data: dict[str, Any]) -> None:
         response_id = optional_str(data, "response_id", "response_id")
@@ -274,7 +296,7 @@ class SimulatorSession:
             )
         await self._cancel(active, "client_cancelled")
 
-    def _start(self, request: ResponseRequest, additional_instructions: str) -> None:
+    def _start(self, request: ResponseRequest, additional_instructions: str) -> Response:
         session, overrides = self.session, request.overrides
         instructions = overrides.get("instructions", session.get("instructions") or "")
         plan = ResponsePlan(
@@ -311,6 +333,7 @@ class SimulatorSession:
         self._active_task = asyncio.create_task(
             self._play(response), name=f"simulator {self.id} {response.id}"
         )
+        return response
 
     async def _play(self, response: Response) -> None:
         try:
@@ -323,6 +346,7 @@ class SimulatorSession:
         finally:
             if not response.done:
                 response.status = "disconnected"
+            self._awaiting_audio.pop(response.id, None)  # it sent no audio (cancelled, text)
             if self._active is response:
                 self._active = None
                 self._active_task = None

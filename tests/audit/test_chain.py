@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -104,6 +105,37 @@ class TestCanonicalForm:
     def test_a_time_that_names_no_zoned_instant_does_not_match(self, spelling: str) -> None:
         event = link(None, at=datetime(2026, 1, 1, tzinfo=UTC))
         assert event_hash({**event, "at": spelling}) != event["hash"]
+
+    @pytest.mark.parametrize(
+        "details",
+        [
+            {"b": 1, "a": [True, False, None], "B": {"z": "", "y": 0}},
+            {"floats": [0.1, 1e100, -0.0, 2.5e-308], "big": 2**70, "neg": -(2**63)},
+            {"text": 'quote " backslash \\ newline \n tab \t nul \x00 emoji \U0001f600 é'},
+            {"ключ": "значение", "键": ["值"], "": "empty key"},
+        ],
+    )
+    def test_the_canonical_form_is_json_dumps_with_the_documented_arguments(
+        self, details: dict[str, Any]
+    ) -> None:
+        event = link(None, details=details)
+        fields = {name: event[name] for name in HASHED_FIELDS}
+        fields["at"] = "2026-11-24T09:30:01.123456+00:00"
+        expected = json.dumps(
+            fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+        assert canonical_bytes(event) == expected
+
+    def test_a_value_json_cannot_carry_exactly_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="JSON compliant"):
+            event_hash(link(None, details={"x": float("nan")}))
+
+    @pytest.mark.parametrize(
+        "zone", [ZoneInfo("UTC"), timezone(timedelta(0), "Z"), timezone(timedelta(hours=14))]
+    )
+    def test_any_zone_object_gives_the_utc_spelling(self, zone: tzinfo) -> None:
+        event = chain(1)[0]
+        assert event_hash({**event, "at": event["at"].astimezone(zone)}) == event["hash"]
 
     @pytest.mark.parametrize(
         ("name", "value"),

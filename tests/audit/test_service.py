@@ -11,7 +11,9 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.audit import service as audit
+from service.audit.chain import verify_chain
 from service.audit.models import AuditEvent
+from service.audit.schemas import AuditEventRead
 from service.kit.actor import Actor
 from tests.audit.support import all_events, disable_append_only, verify
 from tests.conftest import backend
@@ -120,6 +122,20 @@ class TestReadingTheChain:
             read = [event async for event in audit.iter_events(db, batch=batch)]
         assert [e["seq"] for e in read] == [e["seq"] for e in expected]
         assert [e["hash"] for e in read] == [e["hash"] for e in expected]
+
+    async def test_events_are_read_typed_as_the_api_serves_them(
+        self, api: Api, app: FastAPI
+    ) -> None:
+        await api.create_phrase()
+        await api.approved_version()
+        served = await all_events(api)
+        async with maker(app)() as db:
+            read = [dict(event) async for event in audit.iter_events(db)]
+        assert all(e["at"].tzinfo is not None for e in read)
+        assert [AuditEventRead.model_validate(e).model_dump(mode="json") for e in read] == [
+            AuditEventRead.model_validate(e).model_dump(mode="json") for e in served
+        ]
+        assert verify_chain(read).ok
 
     @pytest.mark.skipif(
         backend() == "postgresql", reason="typed columns keep undecodable values out"

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from functools import partial
+
+from fastapi import APIRouter, Request
 
 from service.access import service
+from service.access.cache import after_commit, key_cache
 from service.access.dependencies import Admin
 from service.access.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyRead
 from service.kit.db import DB
@@ -26,5 +29,8 @@ async def list_api_keys(caller: Admin, db: DB) -> ApiKeyList:
 
 
 @router.delete("/{key_id}", operation_id="revoke_api_key")
-async def revoke_api_key(key_id: str, caller: Admin, db: DB) -> ApiKeyRead:
-    return ApiKeyRead.model_validate(await service.revoke_key(db, caller.actor, key_id))
+async def revoke_api_key(key_id: str, caller: Admin, db: DB, request: Request) -> ApiKeyRead:
+    row = await service.revoke_key(db, caller.actor, key_id)
+    # Stops working here the moment the revocation commits; elsewhere within the cache's bound.
+    after_commit(db, partial(key_cache(request.app.state).forget, row.key_hash))
+    return ApiKeyRead.model_validate(row)

@@ -78,10 +78,16 @@ async def create_key(
     return row, plain
 
 
-async def authenticate(db: AsyncSession, key: str) -> Caller | None:
-    row = await db.scalar(
-        sa.select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-    )
+async def authenticate_hash(db: AsyncSession, key_hash: str) -> Caller | None:
+    """Who holds the key whose hash this is, unless it is revoked (callers go through the app's
+    key cache: ``service.access.dependencies.caller_of``)."""
+    row = (
+        await db.execute(
+            sa.select(ApiKey.id, ApiKey.principal, ApiKey.roles).where(
+                ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
+            )
+        )
+    ).first()
     if row is None:
         return None
     return Caller(Actor(row.principal, row.id), frozenset(Role(r) for r in row.roles))

@@ -102,3 +102,14 @@ class VersionApproval(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (sa.UniqueConstraint("version_id", "principal"),)
+
+
+class LibraryGeneration(Base):
+    """One row (id 1): a counter raised in the same transaction as every committed change to the
+    tables above, so that a cache of them can tell cheaply whether it is still current, in this
+    process and in every other one on the same database (see ``service.phrases.generation``)."""
+
+    __tablename__ = "phrase_library_generation"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(sa.BigInteger)

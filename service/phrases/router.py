@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi import Path as FastApiPath
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from service.access.dependencies import AnyRole, Approver, Editor
@@ -13,6 +14,7 @@ from service.kit.pagination import Cursor, Limit
 from service.kit.settings_dep import SettingsDep
 from service.kit.types import UtcTime
 from service.phrases import diff, resolution, service, transfer
+from service.phrases.cache import library_cache
 from service.phrases.lifecycle import Status
 from service.phrases.models import Phrase, PhraseVersion
 from service.phrases.schemas import (
@@ -43,6 +45,7 @@ router = APIRouter(prefix="/v1/phrases", tags=["phrases"])
 MAX_INT = 2**31 - 1  # the range of the database's integer columns
 VersionNumber = Annotated[int, FastApiPath(ge=1, le=MAX_INT, description="Version number.")]
 IfMatch = Annotated[str | None, Header(description="ETag of the version as last read.")]
+MAX_RENDERED = 64  # rendered resolutions kept per phrase snapshot
 IMPORT_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml")
 
 
@@ -114,30 +117,37 @@ async def create_phrase(
     return phrase_read(phrase, None)
 
 
-@router.get("", operation_id="list_phrases")
+@router.get("", operation_id="list_phrases", response_model=PhraseList)
 async def list_phrases(
     caller: AnyRole,
-    db: DB,
+    request: Request,
     limit: Limit = 50,
     cursor: Cursor = None,
     category: Category | None = None,
     tag: Annotated[TagStr | None, Query()] = None,
     status: Annotated[Status | None, Query(description="Has a version in this status.")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text search.")] = None,
-) -> PhraseList:
-    page = await service.list_phrases(
-        db,
-        category=category.value if category else None,
-        tag=tag,
-        status=status,
-        q=q,
-        cursor=cursor,
-        limit=limit,
-    )
-    return PhraseList(
-        items=[phrase_read(p, page.latest.get(p.id)) for p in page.phrases],
-        next_cursor=page.next_cursor,
-    )
+) -> Response:
+    async def build(db: AsyncSession) -> bytes:
+        page = await service.list_phrases(
+            db,
+            category=category.value if category else None,
+            tag=tag,
+            status=status,
+            q=q,
+            cursor=cursor,
+            limit=limit,
+        )
+        listing = PhraseList(
+            items=[phrase_read(p, page.latest.get(p.id)) for p in page.phrases],
+            next_cursor=page.next_cursor,
+        )
+        return listing.model_dump_json(by_alias=True).encode()
+
+    # A page depends only on the library and these parameters: it is kept, rendered, until the
+    # library changes (see service.phrases.cache).
+    key = ("list", limit, cursor, category, tag, status, q)
+    return Response(await library_cache(request).page(key, build), media_type="application/json")
 
 
 @router.get(
@@ -191,30 +201,45 @@ async def update_phrase(key: str, body: PhraseUpdate, caller: Editor, db: DB) ->
     return phrase_read(phrase, await service.latest_version_of(db, phrase))
 
 
-@router.get("/{key}/resolve", operation_id="resolve_phrase")
+@router.get("/{key}/resolve", operation_id="resolve_phrase", response_model=Resolution)
 async def resolve_phrase(
     key: str,
     caller: AnyRole,
-    db: DB,
+    request: Request,
     locale: Annotated[
         Locale | None, Query(description="BCP 47 tag; default: the phrase's.")
     ] = None,
     at: Annotated[UtcTime | None, Query(description="Instant; default now.")] = None,
     version: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Pin a version.")] = None,
-) -> Resolution:
-    r = await resolution.resolve(db, key, locale=locale, at=at, version_number=version)
-    return Resolution(
-        phrase_key=r.phrase.key,
-        version=r.version.number,
-        locale=r.locale,
-        requested_locale=r.requested_locale,
-        fallback=r.locale != r.requested_locale,
-        fallback_kind=r.fallback,
-        text=r.text,
-        sha256=service.sha256_text(r.text),
-        variables=[VariableSpec.model_validate(x) for x in r.version.variables],
-        effective_from=r.declared_start,
-        effective_until=resolution.in_force_until(r.version),
+) -> Response:
+    snapshot = await library_cache(request).phrase(key)
+    r = resolution.resolve_in(snapshot, locale=locale, at=at, version_number=version)
+    memo = (r.version.number, r.requested_locale)
+    body = snapshot.rendered.get(memo)
+    if body is None:
+        body = resolution_body(r)
+        if len(snapshot.rendered) < MAX_RENDERED:  # requested locales are the client's choice
+            snapshot.rendered[memo] = body
+    return Response(body, media_type="application/json")
+
+
+def resolution_body(r: resolution.Resolved) -> bytes:
+    return (
+        Resolution(
+            phrase_key=r.phrase.key,
+            version=r.version.number,
+            locale=r.locale,
+            requested_locale=r.requested_locale,
+            fallback=r.locale != r.requested_locale,
+            fallback_kind=r.fallback,
+            text=r.text,
+            sha256=r.sha256,
+            variables=[VariableSpec.model_validate(x) for x in r.version.variables],
+            effective_from=r.declared_start,
+            effective_until=r.version.in_force_until,
+        )
+        .model_dump_json(by_alias=True)
+        .encode()
     )
 
 

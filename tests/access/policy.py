@@ -78,7 +78,7 @@ def allowed_roles(endpoint: Endpoint) -> frozenset[str]:
             return frozenset({"editor"})
     if path.startswith("/v1/greeting-policies"):
         return ANY_ROLE if method == "GET" else frozenset({"editor"})
-    if path == "/v1/sessions/{session_id}/deliveries" and method == "POST":
+    if path in ("/v1/sessions/{session_id}/deliveries", "/v1/sessions") and method == "POST":
         return frozenset({"agent", "admin"})
     if path.startswith(("/v1/sessions", "/v1/deliveries")) and method == "GET":
         return ANY_ROLE

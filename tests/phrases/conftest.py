@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from service.app import create_app
@@ -49,3 +51,21 @@ def fresh_settings(fresh_database: str) -> Settings:
 async def fresh_api(fresh_settings: Settings, make_api: MakeApi) -> Api:
     """A second, empty library, beside the one `api` serves."""
     return await make_api(fresh_settings)
+
+
+@dataclass
+class Replica:
+    app: FastAPI
+    api: Api
+
+
+@pytest.fixture
+async def replica(settings: Settings, api: Api) -> AsyncIterator[Replica]:
+    """A second app on the test's database, as a second replica of the service would be: its own
+    engine, its own caches. It speaks with the same keys as ``api``."""
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+    ):
+        yield Replica(app, Api(http, dict(api.keys)))

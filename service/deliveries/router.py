@@ -4,18 +4,22 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.access.dependencies import Agent, AnyRole
-from service.access.roles import Role
+from service.access.service import Caller
 from service.deliveries import service
+from service.deliveries.engine import SessionEngine
 from service.deliveries.errors import QueueFull, SessionElsewhere, SessionNotLive
 from service.deliveries.models import Delivery
+from service.deliveries.recorder import gate_for
 from service.deliveries.schemas import AttemptRead, DeliveryCreate, DeliveryList, DeliveryRead
 from service.deliveries.states import FINAL, Priority, Status
 from service.kit.db import DB
-from service.kit.errors import Forbidden
 from service.kit.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from service.phrases.cache import library_cache
 from service.sessions import service as sessions
+from service.sessions.models import LiveSession
 from service.sessions.registry import LiveSessions
 from service.sessions.schemas import State
 from service.settings import Settings
@@ -66,6 +70,18 @@ def delivery_read(row: Delivery) -> DeliveryRead:
     )
 
 
+def unchanging(session: LiveSession) -> LiveSession:
+    """What a delivery request needs of a live session's row, as a copy of its own: no database
+    session can expire it (a rollback would, the row)."""
+    return LiveSession(
+        id=session.id,
+        principal=session.principal,
+        locale=session.locale,
+        state=session.state,
+        replica=session.replica,
+    )
+
+
 @router.post(
     "/v1/sessions/{session_id}/deliveries",
     status_code=201,
@@ -82,51 +98,28 @@ async def create_delivery(
     idempotency_key: IdempotencyKey = None,
 ) -> DeliveryRead:
     """Speak an approved phrase into a live session, word for word."""
-    settings: Settings = request.app.state.settings
-    live: LiveSessions = request.app.state.live
-    session = await sessions.find(db, session_id)
-    if caller.principal != session.principal and Role.ADMIN not in caller.roles:
-        raise Forbidden(
-            f"session {session.id} belongs to {session.principal!r}; only that agent (or an "
-            "admin) may speak into it"
-        )
-    engine = live.get(session.id)
-    digest = service.request_hash(session.id, body)
-    existing = await service.earlier_request(db, caller.principal, idempotency_key, digest)
-    if existing is None:
-        if session.state != State.LIVE.value:
-            raise SessionNotLive(f"session {session.id} ended: {session.end_reason}")
-        if engine is None:
-            raise SessionElsewhere(
-                f"session {session.id} is live on another replica ({session.replica or 'unknown'})"
-                "; send the request there"
-            )
-        if engine.queued() >= settings.delivery_queue_limit:
-            raise QueueFull(
-                f"{engine.queued()} deliveries already wait in session {session.id}",
-                headers={"Retry-After": "1"},
-            )
-        row, created = await service.create(
-            db,
-            caller.actor,
-            session,
-            body,
-            idempotency_key=idempotency_key,
-            digest=digest,
-            max_plays=settings.delivery_max_plays,
-        )
-        await db.commit()  # the record exists before the words go out
-        if created:
-            await engine.submit(service.tracked_of(row))
-        else:
-            existing = row
-    else:
-        row = existing
-    # Never wait inside a transaction: on SQLite it would hold the one write lock the engine's
-    # recorders need, on PostgreSQL a pooled connection.
+    # One delivery write at a time reaches a SQLite database, requests before the engines'
+    # records (see recorder.py). Never wait for the gate inside a transaction: what
+    # authentication read would hold the one write lock the holder of the gate needs.
     await db.commit()
-    if existing is not None:
+    async with gate_for(request.app.state.sessionmaker).request():
+        try:
+            row, engine, created = await _record_request(
+                db, request, caller, session_id, body, idempotency_key
+            )
+            # The record exists before the words go out. Never wait inside a transaction
+            # either: on SQLite it would hold the one write lock, on PostgreSQL a connection.
+            await db.commit()
+        except BaseException:
+            await db.rollback()  # here, so the next holder of the gate finds no lock
+            raise
+    if created:
+        assert engine is not None
+        await engine.submit(service.tracked_of(row))
+    else:
         response.headers["Idempotent-Replayed"] = "true"
+    if body.wait is None:
+        return delivery_read(row)  # as this request committed it, or as the earlier one left it
     if body.wait and engine is not None and Status(row.status) not in FINAL:
         finished = engine.finished_signal(row.id)
         try:
@@ -136,9 +129,57 @@ async def create_delivery(
             pass
     async with request.app.state.read_sessionmaker() as fresh:
         row = await service.get(fresh, row.id)
-    if body.wait is not None and Status(row.status) in FINAL:
+    if Status(row.status) in FINAL:
         response.status_code = 200
     return delivery_read(row)
+
+
+async def _record_request(
+    db: AsyncSession,
+    request: Request,
+    caller: Caller,
+    session_id: str,
+    body: DeliveryCreate,
+    idempotency_key: str | None,
+) -> tuple[Delivery, SessionEngine | None, bool]:
+    """The delivery this request asks for, added to ``db`` (created: True), or the one an
+    earlier request with its Idempotency-Key made (False); with the session's engine here."""
+    settings: Settings = request.app.state.settings
+    live: LiveSessions = request.app.state.live
+    engine = live.get(session_id)
+    known = engine.session_row if engine is not None and not engine.closed else None
+    session = known or await sessions.find(db, session_id)
+    sessions.check_speaker(caller, session)
+    engine = live.get(session.id)
+    if engine is not None and known is None and session.state == State.LIVE.value:
+        engine.session_row = unchanging(session)
+    digest = service.request_hash(session.id, body)
+    existing = await service.earlier_request(db, caller.principal, idempotency_key, digest)
+    if existing is not None:
+        return existing, engine, False
+    if session.state != State.LIVE.value:
+        raise SessionNotLive(f"session {session.id} ended: {session.end_reason}")
+    if engine is None:
+        raise SessionElsewhere(
+            f"session {session.id} is live on another replica ({session.replica or 'unknown'})"
+            "; send the request there"
+        )
+    if engine.queued() >= settings.delivery_queue_limit:
+        raise QueueFull(
+            f"{engine.queued()} deliveries already wait in session {session.id}",
+            headers={"Retry-After": "1"},
+        )
+    row, created = await service.create(
+        db,
+        caller.actor,
+        session,
+        body,
+        idempotency_key=idempotency_key,
+        digest=digest,
+        max_plays=settings.delivery_max_plays,
+        phrase=await library_cache(request).phrase(body.phrase_key),
+    )
+    return row, engine, created
 
 
 @router.get("/v1/deliveries/{delivery_id}", operation_id="get_delivery")

@@ -3,11 +3,15 @@ from the engine's records. No HTTP here."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -17,10 +21,10 @@ from service.deliveries.errors import DeliveryNotFound, IdempotencyKeyReused, Va
 from service.deliveries.models import Delivery, DeliveryAttempt
 from service.deliveries.schemas import DeliveryCreate
 from service.deliveries.states import Priority, Status
-from service.deliveries.tracking import Record, Tracked
+from service.deliveries.tracking import Attempt, Record, Tracked
 from service.kit.actor import Actor
 from service.kit.base import time_ordered_id, utcnow
-from service.phrases.resolution import Resolved, resolve
+from service.phrases.resolution import PhraseSnapshot, Resolved, resolve, resolve_in
 from service.phrases.service import sha256_text
 from service.phrases.variables import Variable, render
 from service.sessions.models import LiveSession
@@ -113,12 +117,18 @@ async def create(
     idempotency_key: str | None,
     digest: str,
     max_plays: int,
+    phrase: PhraseSnapshot | None = None,
 ) -> tuple[Delivery, bool]:
     """The queued delivery for a request (the caller looked for an earlier one first), or the one
-    a concurrent identical request created meanwhile. Returns (delivery, created)."""
-    resolved = await resolve(
-        db, body.phrase_key, locale=body.locale or session.locale, version_number=body.version
-    )
+    a concurrent identical request created meanwhile. Returns (delivery, created).
+
+    ``phrase``: the phrase as of no earlier than the request's arrival (the library cache);
+    without it, it is read in ``db``."""
+    locale = body.locale or session.locale
+    if phrase is None:
+        resolved = await resolve(db, body.phrase_key, locale=locale, version_number=body.version)
+    else:
+        resolved = resolve_in(phrase, locale=locale, version_number=body.version)
     text = rendered(resolved, body.variables)
     row = Delivery(
         id=new_id(),
@@ -141,16 +151,19 @@ async def create(
         requested_at=utcnow(),
         attempt_rows=[],
     )
-    try:
-        async with db.begin_nested():
-            db.add(row)
-            await db.flush()
-    except IntegrityError:
-        # A concurrent request with the same key won the insert; it is committed by now.
-        existing = await earlier_request(db, actor.principal, idempotency_key, digest)
-        if existing is None:
-            raise
-        return existing, False
+    if idempotency_key is None:
+        db.add(row)  # nothing to collide with (NULL keys never do): no savepoint
+    else:
+        try:
+            async with db.begin_nested():
+                db.add(row)
+                await db.flush()
+        except IntegrityError:
+            # A concurrent request with the same key won the insert; it is committed by now.
+            existing = await earlier_request(db, actor.principal, idempotency_key, digest)
+            if existing is None:
+                raise
+            return existing, False
     await audit.append(db, actor, "delivery.queued", "delivery", row.id, queued_details(row))
     return row, True
 
@@ -182,36 +195,64 @@ def tracked_of(row: Delivery, *, greeting: bool = False) -> Tracked:
     )
 
 
-async def persist(db: AsyncSession, session_id: str, record: Record) -> None:
-    """Bring the row up to date with one transition and add it to the audit chain."""
-    row = await db.get(Delivery, record.delivery_id, with_for_update=True)
-    if row is None:
+async def persist(db: AsyncSession, records: Sequence[tuple[str, Record]]) -> None:
+    """Bring the rows up to date with transitions (``(session id, record)``, in the order they
+    happened) and add each to the audit chain, in that order.
+
+    A batch of records is a few statements, whatever its size: every record carries the whole
+    state of its delivery and attempt, so each row is written once, with the state of its last
+    record. Records of a delivery that has no row are left out."""
+    if not records:
         return
-    for name in RECORDED:
-        setattr(row, name, record.fields[name])
-    attempt = record.attempt
-    if attempt is not None:
-        stored = (
-            await db.scalars(
-                sa.select(DeliveryAttempt).where(
-                    DeliveryAttempt.delivery_id == row.id,
-                    DeliveryAttempt.number == attempt["number"],
-                )
-            )
-        ).first()
-        if stored is None:
-            stored = DeliveryAttempt(delivery_id=row.id)
-            db.add(stored)
-        for name, value in attempt.items():
-            setattr(stored, name, value)
-    await db.flush()
-    details = {
-        "session_id": session_id,
-        "status": row.status,
-        "attempt": attempt["number"] if attempt else None,
-        "response_id": row.response_id,
-        "played_ms": row.played_ms,
-        "transcript_verified": row.transcript_verified,
-        "reason": record.fields.get("reason"),
-    }
-    await audit.append(db, SERVICE, record.action, "delivery", row.id, details)
+    ids = {record.delivery_id for _, record in records}
+    # Its own rows locked first, the audit chain last (see audit.appended_last).
+    query = sa.select(Delivery.id).where(Delivery.id.in_(ids)).with_for_update()
+    found = set((await db.scalars(query)).all())
+    rows: dict[str, dict[str, Any]] = {}
+    attempts: dict[tuple[str, int], dict[str, Any]] = {}
+    for _, record in records:
+        if record.delivery_id not in found:
+            continue
+        rows[record.delivery_id] = {"key": record.delivery_id} | {
+            name: record.fields[name] for name in RECORDED
+        }
+        if record.attempt is not None:
+            key = (record.delivery_id, record.attempt["number"])
+            attempts[key] = {"delivery_id": record.delivery_id, **record.attempt}
+    if rows:
+        await db.execute(_UPDATE_DELIVERY, list(rows.values()))
+    if attempts:
+        await db.execute(_upsert_attempts(db.get_bind().dialect.name), list(attempts.values()))
+    for session_id, record in records:
+        if record.delivery_id not in found:
+            continue
+        fields, attempt = record.fields, record.attempt
+        details = {
+            "session_id": session_id,
+            "status": fields["status"],
+            "attempt": attempt["number"] if attempt else None,
+            "response_id": fields["response_id"],
+            "played_ms": fields["played_ms"],
+            "transcript_verified": fields["transcript_verified"],
+            "reason": fields.get("reason"),
+        }
+        await audit.append(db, SERVICE, record.action, "delivery", record.delivery_id, details)
+
+
+_deliveries = cast(sa.Table, Delivery.__table__)
+_UPDATE_DELIVERY = (
+    sa.update(_deliveries)
+    .where(_deliveries.c.id == sa.bindparam("key"))
+    .values({name: sa.bindparam(name) for name in RECORDED})
+)
+_ATTEMPT_FIELDS = [f.name for f in dataclasses.fields(Attempt)]
+
+
+@functools.cache
+def _upsert_attempts(dialect: str) -> Any:
+    """Insert an attempt, or bring the stored one up to date (same delivery and number). Built
+    once per dialect: building it costs more than running it."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(cast(sa.Table, DeliveryAttempt.__table__))
+    changed = {name: statement.excluded[name] for name in _ATTEMPT_FIELDS if name != "number"}
+    return statement.on_conflict_do_update(index_elements=["delivery_id", "number"], set_=changed)

@@ -9,11 +9,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__
 from service.access import service as access
 from service.access.dependencies import authenticated
 from service.access.router import router as api_keys_router
+from service.attached.channel import ControlChannel
+from service.attached.router import control_router
+from service.attached.router import router as attached_router
 from service.audit.router import router as audit_router
 from service.deliveries.router import router as deliveries_router
 from service.greetings.router import router as greetings_router
@@ -21,6 +25,7 @@ from service.kit import migrate
 from service.kit.db import create_engine, create_sessionmaker
 from service.kit.errors import install_problem_handlers
 from service.kit.limits import BodySizeLimit, RefuseNulInUrl
+from service.kit.requests import RequestContext
 from service.operations.router import router as operations_router
 from service.phrases.router import router as phrases_router
 from service.relay.router import router as relay_router
@@ -79,13 +84,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.warning("ended %d sessions left live by the previous run", abandoned)
             app.state.sessionmaker = maker
             app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
-            app.state.live = LiveSessions()
+            app.state.live = live = LiveSessions()
             app.state.upstream = upstream
             # Everything made so far lives as long as the process: keep it out of the cyclic
             # collector, whose full passes over it were pauses of the relay of several ms.
             gc.collect()
             gc.freeze()
             yield
+            for held in live.engines():  # relayed ones end with their sockets
+                if isinstance(held.transport, ControlChannel):
+                    try:
+                        await held.transport.end("the service stopped")
+                    except Exception:  # the others must still end
+                        log.exception("session %s could not be ended", held.session_id)
         finally:
             await upstream.close()
             await engine.dispose()
@@ -102,6 +113,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNulInUrl)
+    if settings.cors_origins:  # closed unless named: a browser page elsewhere may not call us
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "api-key", "Content-Type", "Idempotency-Key",
+                           "If-Match", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "ETag", "Location", "Idempotent-Replayed"],
+        )  # fmt: skip
+    app.add_middleware(RequestContext)  # outermost: even a refusal above has its id
     # Every /v1 route is authenticated by default; the public routes below are the exceptions.
     v1 = APIRouter(dependencies=[Depends(authenticated)])
     for router in (
@@ -110,11 +131,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit_router,
         greetings_router,
         sessions_router,
+        attached_router,
         deliveries_router,
     ):
         v1.include_router(router)
     app.include_router(v1)
-    app.include_router(relay_router)  # authenticates its own handshake (key header or query)
+    # WebSockets authenticate their own handshake (key header or query).
+    app.include_router(relay_router)
+    app.include_router(control_router)
 
     app.include_router(operations_router)  # public on purpose: probes carry no credentials
 

@@ -84,11 +84,38 @@ class Settings(BaseSettings):
         ge=0,
         description="Longest time caller audio is held back while a greeting is being sent.",
     )
+    attached_resume_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds an attached session waits for its control channel (to connect, or to come "
+            "back after a drop) before it ends and what waits in it expires."
+        ),
+    )
+    relay_stall_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a relayed peer (agent or upstream) may go without reading before the "
+            "session is ended with that reason."
+        ),
+    )
     relay_max_message_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest WebSocket message relayed."
     )
+    cors_origins: str = Field(
+        default="",
+        description=(
+            "Comma-separated browser origins that may call the API (e.g. an admin UI's); "
+            "none by default."
+        ),
+    )
     replica_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> Self:

@@ -63,6 +63,9 @@ class Conductor:
         self.user_speaking = False
         self.ready = False
         self.held = False  # the greeting is being prepared: it must go first
+        # Nothing can reach the session now (an attached agent's control channel is down);
+        # deliveries wait and go out once it is back.
+        self.paused = False
         self.closed = False
         self.metadata_echoed = False
         self.by_item: dict[str, Tracked] = {}
@@ -84,8 +87,22 @@ class Conductor:
             or self.user_speaking
             or self.expected
             or self.held
+            or self.paused
             or not self.ready
         )
+
+    def _why_busy(self) -> str:
+        if self.inflight or self.active or self.expected:
+            return "a response was playing or about to"
+        if self.queue:
+            return "deliveries were waiting"
+        if self.user_speaking:
+            return "the caller was speaking"
+        if self.held:
+            return "its greeting was going out"
+        if self.paused:
+            return "the agent's control channel was down"
+        return "the session was not ready yet"
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -94,7 +111,7 @@ class Conductor:
             return self._end(tracked, Status.EXPIRED, now, "the session ended before it was sent")
         if tracked.priority is Priority.IF_IDLE and self.busy():
             return self._end(
-                tracked, Status.SKIPPED, now, "the session was not idle (a response was playing)"
+                tracked, Status.SKIPPED, now, f"the session was not idle ({self._why_busy()})"
             )
         if tracked.greeting:
             self.queue.insert(0, tracked)
@@ -107,9 +124,9 @@ class Conductor:
 
     def pump(self, now: datetime) -> list[Effect]:
         """Send the next delivery if nothing is in the way."""
-        if not self.ready or self.held or self.closed or self.inflight or self.active:
+        if not self.ready or self.held or self.paused or self.closed:
             return []
-        if not self.queue:
+        if self.inflight or self.active or not self.queue:
             return []
         self._forget_stale_agent_requests(now)
         if self.expected:  # a response the agent asked for is about to start
@@ -119,6 +136,11 @@ class Conductor:
             return []
         self.queue.pop(0)
         return self._send(head, now)
+
+    def resume(self, now: datetime) -> list[Effect]:
+        """The session can be reached again: what waited goes out (an interrupt cuts first)."""
+        self.paused = False
+        return self._cancel_for_interrupt() + self.pump(now)
 
     def _send(self, tracked: Tracked, now: datetime) -> list[Effect]:
         number = len(tracked.attempts) + 1
@@ -139,7 +161,7 @@ class Conductor:
     def _cancel_for_interrupt(self) -> list[Effect]:
         """An ``interrupt`` delivery at the head cuts what is playing, unless that is one of our
         non-interruptible deliveries (it then goes right after it)."""
-        if not self.queue or self.queue[0].priority is not Priority.INTERRUPT:
+        if not self.queue or self.queue[0].priority is not Priority.INTERRUPT or self.paused:
             return []
         if self.active is None or self.cancel_requested_for == self.active:
             return []
@@ -152,11 +174,24 @@ class Conductor:
 
     # --- events from the agent ------------------------------------------------------------------
 
-    def on_client_event(self, event: dict[str, Any], now: datetime) -> list[Effect]:
+    def on_client_event(
+        self, event: dict[str, Any], now: datetime, ahead_of: frozenset[str] = frozenset()
+    ) -> list[Effect]:
+        """``ahead_of``: deliveries whose request the service has handed on but that reached the
+        upstream after this event (an attached agent's connector sends them in its own time)."""
         kind = event.get("type")
         if kind == "response.create":
             event_id = event.get("event_id")
-            self.expected.append(AgentRequest(event_id if isinstance(event_id, str) else None, now))
+            request = AgentRequest(event_id if isinstance(event_id, str) else None, now)
+            later = [
+                i
+                for i, r in enumerate(self.expected)
+                if isinstance(r, Tracked) and r.id in ahead_of
+            ]
+            if later:
+                self.expected.insert(later[0], request)
+            else:
+                self.expected.append(request)
             # Should its response never come (refused, lost), stop waiting for it in time.
             return [RetryLater(self.answer_timeout)]
         if kind == "conversation.item.truncate":

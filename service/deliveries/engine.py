@@ -1,8 +1,9 @@
 """The delivery engine of one live session: the conductor's rules, carried out.
 
 It owns the per-session queue (inside the conductor), sends through a ``Transport`` (the relay's
-upstream socket now, an attached agent's control channel later), and persists every transition in
-order through one recorder task, so the record and the audit chain follow the wire exactly.
+upstream socket or an attached agent's control channel), and persists every transition in order
+through the database's recorder (``recorder.py``), so the record and the audit chain follow the
+wire exactly.
 """
 
 from __future__ import annotations
@@ -16,16 +17,22 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.deliveries import service
 from service.deliveries.conductor import Conductor
+from service.deliveries.recorder import (
+    Entry,
+    Job,
+    Recorder,
+    gate_for,
+    recorder_for,
+    write_alone,
+)
 from service.deliveries.tracking import AnswerTimer, Effect, Record, RetryLater, Send, Tracked
 from service.kit.base import utcnow
 from service.sessions import service as sessions
+from service.sessions.models import LiveSession
 
 log = logging.getLogger("service.deliveries")
 
-Job = Callable[[AsyncSession], Awaitable[None]]
-PERSIST_RETRIES = (0.1, 0.5, 2.0)  # pauses between attempts to write one record
 MIN_WAIT_FOR_UPDATE = 2.0  # seconds a greeting waits for session.updated before going anyway
 
 
@@ -52,14 +59,16 @@ class SessionEngine:
         self.transport = transport
         self.conductor = Conductor(answer_timeout=answer_timeout)
         self._maker = sessionmaker
-        # (job, the delivery whose final state it persists if any, what it writes); None ends.
-        self._jobs: asyncio.Queue[tuple[Job, str | None, str] | None] = asyncio.Queue()
-        self._recorder: asyncio.Task[None] | None = None
+        self._recorder: Recorder | None = None
         self._drained = False
         self._timers: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
         self._finished: dict[str, asyncio.Event] = {}
         self.voicelive_session_id: str | None = None
+        # The session's row as a delivery request here first read it: what requests need of it
+        # (its id, principal and locale) never changes, and while this engine is open the
+        # session is live (it closes before the row says ended), so later requests skip the read.
+        self.session_row: LiveSession | None = None
         # The greeting: sent when the upstream first says session.updated; until it has gone out
         # (or ended), other deliveries wait and caller audio is held back (at most
         # ``_audio_hold`` seconds).
@@ -70,12 +79,13 @@ class SessionEngine:
         self._greeting_id: str | None = None
         self._audio_hold = 0.0
         self._hold_until: float | None = None
+        self._pauses = 0  # answer timers armed before the latest pause start again
 
     # --- life -----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        name = f"recorder {self.session_id}"
-        self._recorder = asyncio.create_task(self._record_loop(), name=name)
+        self._recorder = recorder_for(self._maker)
+        self._recorder.attach()
 
     def greet_with(
         self, greeter: Callable[[], Coroutine[Any, Any, None]], audio_hold: float
@@ -129,19 +139,22 @@ class SessionEngine:
     async def drain(self) -> None:
         """Wait until every record is persisted; later ones are written one by one."""
         self._drained = True
-        self._jobs.put_nowait(None)
-        if self._recorder is not None:
-            await self._recorder
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            try:
+                await recorder.written()
+            finally:
+                recorder.detach()
 
     def record_later(self, job: Job) -> None:
         """Persist something in order with the session's transitions (e.g. its Voice Live id)."""
-        self._enqueue(job, None, "a session detail")
+        self._enqueue(Entry(self.session_id, "a session detail", job=job))
 
-    def _enqueue(self, job: Job, finished: str | None, label: str) -> None:
-        if not self._drained:
-            self._jobs.put_nowait((job, finished, label))
+    def _enqueue(self, entry: Entry) -> None:
+        if self._recorder is not None and not self._drained:
+            self._recorder.put(entry)
             return
-        task = asyncio.create_task(self._persist(job, finished, label))
+        task = asyncio.create_task(write_alone(self._maker, entry, gate_for(self._maker)))
         self._timers.add(task)  # held, so it is not collected before it ran
         task.add_done_callback(self._timers.discard)
 
@@ -149,6 +162,10 @@ class SessionEngine:
 
     def queued(self) -> int:
         return len(self.conductor.queue)
+
+    @property
+    def closed(self) -> bool:
+        return self.conductor.closed
 
     async def submit(self, tracked: Tracked) -> None:
         self._finished.setdefault(tracked.id, asyncio.Event())
@@ -165,10 +182,30 @@ class SessionEngine:
                 self.record_later(
                     lambda db: sessions.note_voicelive_id(db, session_id, voicelive_id)
                 )
-            if self._greeter is not None:  # an agent that never configures its session
-                self._later(max(self._audio_hold, MIN_WAIT_FOR_UPDATE), self._greet, None)
+            self._greet_unconfigured()
         elif kind == "session.updated":
             await self._greet(None)
+
+    async def session_open(self) -> None:
+        """For a session opened before the engine saw it (an attached agent's connection, whose
+        session.created the agent may have read already): it is ready for deliveries now."""
+        if not self.conductor.ready:
+            self.conductor.ready = True
+            self._greet_unconfigured()
+            await self._execute(self.conductor.pump(utcnow()))
+
+    def pause(self) -> None:
+        """The session cannot be reached for now: deliveries wait (see Conductor.paused), and
+        the upstream's answer to what was sent gets its full time again once it is back."""
+        self.conductor.paused = True
+        self._pauses += 1
+
+    async def resume(self) -> None:
+        await self._execute(self.conductor.resume(utcnow()))
+
+    def _greet_unconfigured(self) -> None:
+        if self._greeter is not None:  # for an agent that never configures its session
+            self._later(max(self._audio_hold, MIN_WAIT_FOR_UPDATE), self._greet, None)
 
     async def _greet(self, _: object) -> None:
         """Start the greeting once: on the first session.updated, or when the agent has not
@@ -176,8 +213,10 @@ class SessionEngine:
         if self._greeter is not None and self._greeting is None:
             self._greeting = asyncio.create_task(self._greeter(), name=f"greet {self.session_id}")
 
-    async def client_event(self, event: dict[str, Any]) -> None:
-        await self._execute(self.conductor.on_client_event(event, utcnow()))
+    async def client_event(
+        self, event: dict[str, Any], ahead_of: frozenset[str] = frozenset()
+    ) -> None:
+        await self._execute(self.conductor.on_client_event(event, utcnow(), ahead_of))
 
     async def audio(self, nbytes: int) -> None:
         """An audio frame of ``nbytes`` decoded bytes reached the agent (call only while
@@ -196,13 +235,13 @@ class SessionEngine:
         sends: list[Send] = []
         for effect in effects:
             if isinstance(effect, Record):
-                final = effect.delivery_id if effect.final else None
                 label = f"{effect.action} of {effect.delivery_id}"
-                self._enqueue(self._persist_job(effect), final, label)
+                done = self._done_callback(effect.delivery_id) if effect.final else None
+                self._enqueue(Entry(self.session_id, label, record=effect, done=done))
                 if effect.final:
                     self._greeting_gone(effect.delivery_id)
             elif isinstance(effect, AnswerTimer):
-                self._later(self.conductor.answer_timeout, self._on_timeout, effect)
+                self._arm(effect)
             elif isinstance(effect, RetryLater):
                 self._later(effect.seconds, self._retry, None)
             else:
@@ -237,7 +276,16 @@ class SessionEngine:
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
 
-    async def _on_timeout(self, timer: AnswerTimer) -> None:
+    def _arm(self, timer: AnswerTimer) -> None:
+        self._later(self.conductor.answer_timeout, self._on_timeout, (timer, self._pauses))
+
+    async def _on_timeout(self, armed: tuple[AnswerTimer, int]) -> None:
+        timer, pauses = armed
+        if self.conductor.paused or pauses != self._pauses:
+            # The session was unreachable meanwhile: the request may have gone out only on
+            # resume, or its answer be on the way back. Give it the whole time again.
+            self._arm(timer)
+            return
         await self._execute(
             self.conductor.on_answer_timeout(timer.delivery_id, timer.event_id, utcnow())
         )
@@ -245,32 +293,6 @@ class SessionEngine:
     async def _retry(self, _: object) -> None:
         await self._execute(self.conductor.pump(utcnow()))
 
-    def _persist_job(self, record: Record) -> Job:
-        async def job(db: AsyncSession) -> None:
-            await service.persist(db, self.session_id, record)
-
-        return job
-
-    async def _record_loop(self) -> None:
-        while (item := await self._jobs.get()) is not None:
-            await self._persist(*item)
-
-    async def _persist(self, job: Job, finished: str | None, label: str) -> None:
-        for pause in (*PERSIST_RETRIES, None):
-            try:
-                async with self._maker.begin() as db:
-                    await job(db)
-                break
-            except Exception:
-                if pause is None:
-                    # The conversation goes on; the session's end gives any delivery left
-                    # without a final state one (sessions.end_unfinished).
-                    log.exception(
-                        "session %s: a record (%s) could not be written",
-                        self.session_id,
-                        label,
-                    )
-                    break
-                await asyncio.sleep(pause)
-        if finished is not None:
-            self._signal(self._finished, finished)
+    def _done_callback(self, delivery_id: str) -> Callable[[], None]:
+        """Once the final state of ``delivery_id`` is persisted: wake whoever waits for it."""
+        return lambda: self._signal(self._finished, delivery_id)

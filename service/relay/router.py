@@ -20,19 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from service.access import service as access
-from service.access.dependencies import presented_key
+from service.access.dependencies import websocket_caller
 from service.access.roles import Role
-from service.access.service import Caller
-from service.deliveries.engine import SessionEngine, TransportClosed
+from service.deliveries.engine import TransportClosed
 from service.greetings.errors import GreetingPolicyNotFound
-from service.greetings.opening import greet
 from service.greetings.service import policy_for_session
-from service.kit.errors import problem_response
+from service.kit.sockets import deny
 from service.relay.frames import connect_request
 from service.relay.pumps import Ending, relay
 from service.relay.upstream import Upstream, UpstreamUnavailable
 from service.sessions import service as sessions
+from service.sessions.lifecycle import finish, start_engine
 from service.sessions.models import LiveSession
 from service.sessions.registry import LiveSessions
 from service.sessions.schemas import Kind
@@ -67,56 +65,33 @@ class RelayTransport:
             raise TransportClosed from exc
 
 
-async def _deny(websocket: WebSocket, status: int, slug: str, title: str, detail: str) -> None:
-    response = problem_response(status, slug, title, detail)
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(response)
-    else:  # a server without the denial extension: the closest a WebSocket can say
-        await websocket.close(1008 if status in (401, 403) else 1011, detail[:123])
-
-
-async def _caller(websocket: WebSocket) -> Caller | str:
-    """The agent's identity, or why it is refused."""
-    key = presented_key(websocket) or websocket.query_params.get("api-key")
-    if not key:
-        return (
-            "send an agent API key as the 'api-key' header, 'Authorization: Bearer', or the "
-            "'api-key' query parameter"
-        )
-    async with websocket.app.state.read_sessionmaker() as db:
-        caller = await access.authenticate(db, key)
-    if caller is None:
-        return "the API key is unknown or revoked"
-    return caller
-
-
 async def relay_endpoint(websocket: WebSocket, receive: Receive, send: Send) -> None:
     state = websocket.app.state
     settings: Settings = state.settings
-    caller = await _caller(websocket)
+    caller = await websocket_caller(websocket, what="an agent API key", in_query=True)
     if isinstance(caller, str):
-        await _deny(websocket, 401, "unauthenticated", "Missing or invalid API key", caller)
+        await deny(websocket, 401, "unauthenticated", "Missing or invalid API key", caller)
         return
     if Role.AGENT not in caller.roles and Role.ADMIN not in caller.roles:
         detail = f"the relay needs a key with the agent role; {caller.principal!r} has none"
-        await _deny(websocket, 403, "forbidden", "Not allowed", detail)
+        await deny(websocket, 403, "forbidden", "Not allowed", detail)
         return
     try:
         request = connect_request(dict(websocket.query_params), dict(websocket.headers))
     except ValueError as exc:
-        await _deny(websocket, 422, "invalid-input", "Invalid session parameters", str(exc))
+        await deny(websocket, 422, "invalid-input", "Invalid session parameters", str(exc))
         return
     try:
         async with state.read_sessionmaker() as db:
             policy = await policy_for_session(db, request.greeting)
     except GreetingPolicyNotFound as exc:
-        await _deny(websocket, 404, exc.slug, exc.title, exc.detail)
+        await deny(websocket, 404, exc.slug, exc.title, exc.detail)
         return
     upstream: Upstream = state.upstream
     try:
         connection = await upstream.open(request)
     except UpstreamUnavailable as exc:
-        await _deny(websocket, 502, "upstream-unavailable", "Voice Live is unavailable", str(exc))
+        await deny(websocket, 502, "upstream-unavailable", "Voice Live is unavailable", str(exc))
         return
     try:
         async with state.sessionmaker.begin() as db:
@@ -158,37 +133,17 @@ async def _run(
     live: LiveSessions,
     settings: Settings,
 ) -> None:
-    engine = SessionEngine(
-        session.id,
-        RelayTransport(upstream),
-        maker,
-        answer_timeout=settings.delivery_answer_timeout,
-    )
-    if session.greeting_policy is not None:
-        policy = session.greeting_policy
-
-        async def opening() -> None:
-            await greet(engine, maker, session, policy, settings.delivery_max_plays)
-
-        engine.greet_with(opening, settings.greeting_audio_hold)
-    engine.start()
-    live.add(engine)
+    engine = start_engine(session, RelayTransport(upstream), maker, live, settings)
     ending: Ending | None = None
     try:
         await client.websocket.accept()
-        ending = await relay(client.websocket, client.receive, client.send, upstream, engine)
+        ending = await relay(
+            client.websocket,
+            client.receive,
+            client.send,
+            upstream,
+            engine,
+            settings.relay_stall_timeout,
+        )
     finally:
-        # In this order, a delivery requested while the session ends is either expired by the
-        # closed engine (with its record) or refused because the row already says closed.
-        reason = ending.describe() if ending else "the service stopped"
-        try:
-            await engine.close(reason)
-        finally:
-            try:
-                async with maker.begin() as db:
-                    await sessions.end_session(db, session.id, reason)
-            finally:
-                live.remove(session.id)
-                await engine.drain()
-                async with maker.begin() as db:  # a record that could not be written
-                    await sessions.end_unfinished(db, session.id, reason)
+        await finish(engine, maker, live, ending.describe() if ending else "the service stopped")

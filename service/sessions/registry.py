@@ -19,5 +19,8 @@ class LiveSessions:
     def get(self, session_id: str) -> SessionEngine | None:
         return self._engines.get(session_id)
 
+    def engines(self) -> list[SessionEngine]:
+        return list(self._engines.values())
+
     def __len__(self) -> int:
         return len(self._engines)

@@ -5,14 +5,26 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.access.roles import Role
+from service.access.service import Caller
 from service.audit import service as audit
 from service.deliveries.models import Delivery
 from service.deliveries.states import FINAL, Status
 from service.kit.actor import Actor
 from service.kit.base import time_ordered_id, utcnow
+from service.kit.errors import Forbidden
 from service.sessions.errors import SessionNotFound
 from service.sessions.models import LiveSession
 from service.sessions.schemas import Kind, State
+
+
+def check_speaker(caller: Caller, session: LiveSession) -> None:
+    """Only the agent that opened a session (or an admin) may speak into it or hold it."""
+    if caller.principal != session.principal and Role.ADMIN not in caller.roles:
+        raise Forbidden(
+            f"session {session.id} belongs to {session.principal!r}; only that agent (or an "
+            "admin) may speak into it"
+        )
 
 
 def new_id() -> str:

@@ -141,6 +141,9 @@ class Call:
     def pump(self) -> list[Effect]:
         return self._seen(self.conductor.pump(self.now))
 
+    def resume(self) -> list[Effect]:
+        return self._seen(self.conductor.resume(self.now))
+
     def timeout(self, timer: AnswerTimer) -> list[Effect]:
         return self._seen(
             self.conductor.on_answer_timeout(timer.delivery_id, timer.event_id, self.now)
@@ -575,6 +578,23 @@ class TestCorrelation:
         assert actions(call.created("resp_agent")) == []
         assert call.conductor.active_owner is None
         assert not call.conductor.expected
+
+    def test_without_echo_an_agent_request_that_overtook_ours_on_the_wire_is_answered_first(
+        self,
+    ) -> None:
+        """An attached agent's connector sends our request in its own time: an agent request it
+        reports before executing ours went upstream first, and its response comes first."""
+        call = Call(echo=False)
+        tracked = delivery("d1")
+        call.submit(tracked)
+        event = {"type": "response.create", "event_id": "agent_1"}
+        call._seen(call.conductor.on_client_event(event, call.now, frozenset({"d1"})))
+        assert actions(call.created("resp_agent")) == []  # not taken for ours
+        assert state(tracked) is Status.SENT
+        call.transcript("resp_agent", "Something else entirely.")
+        call.done("resp_agent")
+        assert actions(call.created("resp_1", "d1")) == ["delivery.started"]
+        assert tracked.response_id == "resp_1"
 
     def test_once_metadata_was_echoed_a_response_without_it_is_not_ours(self) -> None:
         call = Call(echo=True)
@@ -1182,3 +1202,46 @@ class TestClose:
         assert call.timeout(timer) == []
         assert call.close() == []
         assert state(tracked) is Status.FAILED
+
+
+# --- a session that cannot be reached for a while (an attached agent's control channel) ---------
+
+
+class TestPaused:
+    def test_deliveries_wait_while_paused_and_go_in_order_on_resume(self) -> None:
+        call = Call(echo=True)
+        call.conductor.paused = True
+        first, second = delivery("d1"), delivery("d2")
+        assert sent(call.submit(first)) == []
+        assert sent(call.submit(second)) == []
+        assert (state(first), state(second)) == (Status.QUEUED, Status.QUEUED)
+        assert created_for(call.resume()) == ["d1"]
+        call.start("resp_1", "d1")
+        call.transcript("resp_1", first.text or "")
+        assert created_for(call.done("resp_1")) == ["d2"]
+
+    def test_if_idle_is_skipped_while_paused(self) -> None:
+        call = Call(echo=True)
+        call.conductor.paused = True
+        tracked = delivery("d1", priority=Priority.IF_IDLE)
+        assert [r.action for r in finals(call.submit(tracked))] == ["delivery.skipped"]
+        assert state(tracked) is Status.SKIPPED
+
+    def test_an_interrupt_requested_while_paused_cancels_only_on_resume(self) -> None:
+        call = Call(echo=True)
+        call.vad_response("resp_vad")
+        call.conductor.paused = True
+        urgent = delivery("d1", priority=Priority.INTERRUPT)
+        assert sent(call.submit(urgent)) == []  # a cancel now could reach the wrong response
+        resumed = call.resume()
+        assert cancels(resumed) == [{"type": "response.cancel", "response_id": "resp_vad"}]
+        assert created_for(call.done("resp_vad", status="cancelled")) == ["d1"]
+
+    def test_closing_while_paused_expires_what_waited(self) -> None:
+        call = Call(echo=True)
+        call.conductor.paused = True
+        tracked = delivery("d1")
+        call.submit(tracked)
+        ended = finals(call.close("the control channel never came back"))
+        assert [r.action for r in ended] == ["delivery.expired"]
+        assert state(tracked) is Status.EXPIRED

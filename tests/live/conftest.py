@@ -26,9 +26,20 @@ def live_settings(database_url: str) -> dict[str, object]:
     return {}
 
 
+@pytest.fixture(params=["relay", "attached"])
+def session_kind(request: pytest.FixtureRequest) -> str:
+    """How the agent reaches Voice Live: every scenario runs through the relay and attached.
+    A module about the relay itself overrides this with "relay" only."""
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture
 async def live(
-    database_url: str, simulator_config: SimulatorConfig, live_settings: dict[str, object]
+    database_url: str,
+    simulator_config: SimulatorConfig,
+    live_settings: dict[str, object],
+    session_kind: str,
 ) -> AsyncIterator[Live]:
     async with Simulator(simulator_config) as simulator:
         settings = Settings(
@@ -42,4 +53,4 @@ async def live(
         )
         app = create_app(settings)
         async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
-            yield Live(app, base_url, await Api.with_keys(http), simulator)
+            yield Live(app, base_url, await Api.with_keys(http), simulator, session_kind)

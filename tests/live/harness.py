@@ -9,15 +9,20 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from azure.ai.voicelive.aio import VoiceLiveConnection, connect
 from azure.ai.voicelive.models import ServerEvent
 from azure.core.credentials import AzureKeyCredential
 from fastapi import FastAPI
 
+from service.connector import attach
 from service.simulator import Simulator
 from tests.helpers import Api
 
 EVENT_TIMEOUT = 10.0
+# For a test of the relay itself (its handshake, its sockets, caller audio through it): it runs
+# for relayed sessions only, where the others run for both kinds.
+relay_only = pytest.mark.parametrize("session_kind", ["relay"])
 
 
 @dataclass
@@ -28,6 +33,7 @@ class Live:
     base_url: str
     api: Api
     simulator: Simulator
+    kind: str = "relay"  # how agents reach Voice Live: through the relay, or "attached"
 
     async def approved_phrase(
         self, key: str, text: str, *, category: str = "disclosure", **version: Any
@@ -99,6 +105,8 @@ class Agent:
     """Reads every server event in the background, as an agent's own loop would."""
 
     connection: VoiceLiveConnection
+    # What the agent iterates for its events: the connection, or the connector wrapping it.
+    source: Any = None
     events: list[ServerEvent] = field(default_factory=list)
     voicelive_id: str = ""
     session_id: str = ""
@@ -116,7 +124,7 @@ class Agent:
                 await self._reader
 
     async def _read(self) -> None:
-        async for event in self.connection:
+        async for event in self.source or self.connection:
             async with self._arrived:
                 self.events.append(event)
                 self._arrived.notify_all()
@@ -150,8 +158,6 @@ import math  # noqa: E402
 import sys  # noqa: E402
 from array import array  # noqa: E402
 from urllib.parse import urlencode  # noqa: E402
-
-import pytest  # noqa: E402
 
 from service.simulator import SimulatorSession  # noqa: E402
 
@@ -304,25 +310,67 @@ async def agent_with(
     query: dict[str, str] | None = None,
 ) -> AsyncIterator[Agent]:
     """Like ``Live.agent`` but with extra handshake headers (``x-conversation-key``, ...) and any
-    query parameter name (``conversation-key`` is no Python identifier)."""
+    query parameter name (``conversation-key`` is no Python identifier). For ``live.kind ==
+    "attached"`` the agent connects straight to Voice Live and attaches its connection with the
+    connector, the same parameters given to ``attach``."""
+    if live.kind == "attached":
+        opened = _attached_agent(live, key, headers or {}, query or {})
+    else:
+        opened = _relayed_agent(live, key, headers or {}, query or {})
+    async with opened as agent:
+        try:
+            created = await agent.next("session.created")
+            agent.voicelive_id = created.session.id
+            await agent.connection.session.update(
+                session=session or {"modalities": ["text", "audio"]}
+            )
+            await agent.next("session.updated")
+            agent.session_id = agent.session_id or await live._session_id_of(agent.voicelive_id)
+            yield agent
+        finally:
+            await agent.stop()
+
+
+@contextlib.asynccontextmanager
+async def _relayed_agent(
+    live: Live, key: str, headers: dict[str, str], query: dict[str, str]
+) -> AsyncIterator[Agent]:
     async with connect(
         endpoint=live.base_url,
         credential=AzureKeyCredential(live.api.keys[key]),
         model="gpt-realtime",
-        query=query or {},
-        headers=headers or {},
+        query=query,
+        headers=headers,
     ) as connection:
         agent = Agent(connection)
         agent.start()
-        try:
-            created = await agent.next("session.created")
-            agent.voicelive_id = created.session.id
-            await connection.session.update(session=session or {"modalities": ["text", "audio"]})
-            await agent.next("session.updated")
-            agent.session_id = await live._session_id_of(agent.voicelive_id)
-            yield agent
-        finally:
-            await agent.stop()
+        yield agent
+
+
+@contextlib.asynccontextmanager
+async def _attached_agent(
+    live: Live, key: str, headers: dict[str, str], query: dict[str, str]
+) -> AsyncIterator[Agent]:
+    ours = {k.removeprefix("x-"): v for k, v in headers.items() if k.startswith("x-")}
+    ours.update(query)
+    async with (
+        connect(
+            endpoint=live.simulator.endpoint,
+            credential=AzureKeyCredential("upstream-key"),
+            model="gpt-realtime",
+        ) as connection,
+        attach(
+            connection,
+            service_url=live.base_url,
+            api_key=live.api.keys[key],
+            conversation_key=ours.get("conversation-key"),
+            locale=ours.get("locale"),
+            greeting=ours.get("greeting"),
+        ) as attached,
+    ):
+        agent = Agent(connection, source=attached, session_id=attached.id)
+        agent.start()
+        yield agent
 
 
 async def until(predicate: Callable[[], bool], *, within: float = EVENT_TIMEOUT) -> None:

@@ -10,7 +10,9 @@ import pytest
 
 from service.simulator import SimulatorConfig
 from service.simulator.audio import Synthesizer, output_format
-from tests.live.harness import Agent, Live, b64, quiet_session, until, upstream_of
+from tests.live.harness import Agent, Live, b64, quiet_session, relay_only, until, upstream_of
+
+pytestmark = relay_only
 
 DISCLOSURE = "This call is recorded for quality and training purposes."
 

@@ -7,7 +7,9 @@ import asyncio
 import pytest
 
 from service.simulator import SimulatorConfig
-from tests.live.harness import EVENT_TIMEOUT, Live, upstream_close, upstream_of
+from tests.live.harness import EVENT_TIMEOUT, Live, relay_only, upstream_close, upstream_of
+
+pytestmark = relay_only
 
 
 async def test_the_agents_close_code_and_reason_reach_voice_live(live: Live) -> None:

@@ -24,6 +24,7 @@ from tests.live.harness import (
     creates_of,
     pcm16_silence,
     quiet_session,
+    relay_only,
     response_creates,
     send_audio,
     until,
@@ -60,6 +61,7 @@ async def greeting_of(live: Live, session_id: str) -> dict[str, object]:
             await asyncio.sleep(0.02)
 
 
+@relay_only
 async def test_the_default_greeting_is_spoken_first_before_any_caller_audio(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -116,6 +118,7 @@ async def test_a_named_greeting_policy_is_used_instead_of_the_default(live: Live
         assert creates_of(upstream, GREETING) == []
 
 
+@relay_only
 async def test_an_unknown_greeting_is_refused_before_the_websocket_opens(live: Live) -> None:
     with pytest.raises(VoiceLiveConnectionError):
         async with live.agent(greeting="no-such-policy"):
@@ -123,6 +126,7 @@ async def test_an_unknown_greeting_is_refused_before_the_websocket_opens(live: L
     assert live.simulator.sessions == []
 
 
+@relay_only
 async def test_an_unknown_greeting_answers_404_problem_json(live: Live) -> None:
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -200,6 +204,7 @@ async def test_another_conversation_key_gets_its_own_greeting(live: Live) -> Non
         assert len(creates_of(upstream_of(live, second), GREETING)) == 1
 
 
+@relay_only
 async def test_audio_before_the_session_update_does_not_hold_the_update_back(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -265,6 +270,7 @@ async def test_a_generated_greeting_asks_the_model_and_records_what_it_said(live
     assert record["transcript_verified"] is None  # nothing approved to compare it with
 
 
+@relay_only
 class TestAnAgentThatNeverConfiguresItsSession:
     @pytest.fixture
     def live_settings(self) -> dict[str, object]:

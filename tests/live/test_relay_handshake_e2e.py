@@ -11,7 +11,9 @@ import pytest
 
 from service.simulator import SimulatorConfig
 from tests.helpers import PROBLEM_JSON
-from tests.live.harness import EVENT_TIMEOUT, Live, agent_with, until, ws_url
+from tests.live.harness import EVENT_TIMEOUT, Live, agent_with, relay_only, until, ws_url
+
+pytestmark = relay_only
 
 
 async def refused(

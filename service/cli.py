@@ -117,14 +117,9 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.kit.serving import server_options
 
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        ws_per_message_deflate=False,  # audio does not compress; deflate only costs CPU
-    )
+    uvicorn.run(create_app(settings), host=host, port=port, **server_options(settings))
     return 0
 
 

@@ -44,7 +44,10 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         engine = create_async_engine(target, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(target, echo=echo, pool_pre_ping=True)
+    # A database that does not answer fails a request within seconds (503), not a minute.
+    return create_async_engine(
+        target, echo=echo, pool_pre_ping=True, pool_timeout=10, connect_args={"timeout": 5}
+    )
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

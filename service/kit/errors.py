@@ -7,6 +7,7 @@ Every error the API answers carries a stable ``type`` (``/problems/<slug>``) tha
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -15,8 +16,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+
+from service.kit.requests import request_id
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("service.errors")
@@ -120,6 +124,10 @@ def problem_response(
     if instance:
         body["instance"] = instance
     body.update(extra)
+    rid = request_id.get()
+    if rid is not None:  # quoted to support: it finds the request's log lines
+        body["request_id"] = rid
+        headers = {**(headers or {}), "X-Request-ID": rid}
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
@@ -182,7 +190,46 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# What a driver says when the database is down, restarting or busy (not a wrong query).
+_UNAVAILABLE = re.compile(
+    r"database is locked|unable to open database|disk i/o error|could not connect|connection "
+    r"(refused|reset|was closed|is closed)|server closed|terminating connection|cannot connect now",
+    re.IGNORECASE,
+)
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """The database could not be reached or used for now: worth retrying, not a bug."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa_exc.DBAPIError):
+            if seen.connection_invalidated or isinstance(seen, sa_exc.InterfaceError):
+                return True
+            if isinstance(seen, sa_exc.OperationalError) and _UNAVAILABLE.search(str(seen.orig)):
+                return True
+        if isinstance(seen, sa_exc.TimeoutError | ConnectionError | TimeoutError):
+            return True  # the pool's wait, or the driver's socket
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if database_unreachable(exc):
+        # The transaction was rolled back with the request: nothing of it was written.
+        log.warning(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        return problem_response(
+            503,
+            "database-unavailable",
+            "The database is unavailable",
+            "The service cannot reach its database right now; nothing was changed. Retry later.",
+            instance=request.url.path,
+            headers={"Retry-After": "5"},
+        )
     # The traceback goes to the log; the client gets no internals.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -198,4 +245,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    # Named types are answered by the exception middleware; the catch-all below would also
+    # re-raise to the server, which logs a crash: an outage is not one.
+    for kind in (sa_exc.DBAPIError, sa_exc.TimeoutError, ConnectionError, TimeoutError):
+        app.add_exception_handler(kind, _on_unexpected)
     app.add_exception_handler(Exception, _on_unexpected)

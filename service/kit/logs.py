@@ -8,6 +8,8 @@ import re
 import sys
 from datetime import UTC, datetime
 
+from service.kit.requests import request_id
+
 # A key in a URL (the relay accepts ``?api-key=`` for browsers) must never reach a log line, e.g.
 # through the server's access log of the WebSocket handshake.
 _KEY_IN_URL = re.compile(r"(api[-_]key=)[^&\s\"'\\]+", re.IGNORECASE)
@@ -25,6 +27,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        rid = request_id.get()
+        if rid is not None:
+            entry["request_id"] = rid
         audit_event = getattr(record, "audit_event", None)
         if audit_event is not None:
             entry["audit_event"] = audit_event
@@ -34,9 +39,22 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 
+# Libraries that write whole frames at DEBUG (audio included, and the key of a URL): never below
+# INFO, whatever COMPLIANCE_LOG_LEVEL says.
+FRAME_LOGGERS = (
+    "azure.ai.voicelive",
+    "websockets",
+    "uvicorn.error",  # uvicorn hands it to websockets, which logs each frame at DEBUG
+    "aiohttp.client",
+    "aiohttp.websocket",
+)
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in FRAME_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,30 @@ log = logging.getLogger("service.relay")
 
 # Caller audio held back for the greeting: 10 s of 20 ms frames, then backpressure.
 HELD_FRAMES = 500
+CLOSE_WAIT = 2.0  # seconds a close frame may take to go out
 _CLOSING = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
+
+
+class Stalls:
+    """When each direction's send in progress began (None: none is). A peer that stops reading
+    makes its sender wait (backpressure, so memory stays bounded); the watchdog ends the session
+    once one wait lasts too long."""
+
+    __slots__ = ("to_agent", "to_upstream")
+
+    def __init__(self) -> None:
+        self.to_agent: float | None = None
+        self.to_upstream: float | None = None
+
+
+async def watchdog(stalls: Stalls, limit: float) -> Ending:
+    while True:
+        await asyncio.sleep(min(1.0, limit / 2))
+        now = time.monotonic()
+        if stalls.to_agent is not None and now - stalls.to_agent > limit:
+            return Ending("relay", 1008, f"the agent read nothing for {limit:g} s")
+        if stalls.to_upstream is not None and now - stalls.to_upstream > limit:
+            return Ending("relay", 1011, f"the upstream read nothing for {limit:g} s")
 
 
 @dataclass(frozen=True)
@@ -47,7 +71,7 @@ class Ending:
 
 
 async def upstream_to_client(
-    upstream: aiohttp.ClientWebSocketResponse, send: Send, engine: SessionEngine
+    upstream: aiohttp.ClientWebSocketResponse, send: Send, engine: SessionEngine, stalls: Stalls
 ) -> Ending:
     """Upstream to agent. A send to an agent that hung up raises (uvicorn's ClientDisconnected,
     an OSError); ``relay`` reports it as the agent's end."""
@@ -57,7 +81,9 @@ async def upstream_to_client(
         kind = message.type
         if kind is aiohttp.WSMsgType.TEXT:
             frame: str = message.data
+            stalls.to_agent = time.monotonic()
             await send({"type": "websocket.send", "text": frame})
+            stalls.to_agent = None
             # Audio is recognised without a parse; an audio event written in an order the marker
             # does not catch is parsed like a control event and still counted as audio.
             audio = is_audio_out(frame)
@@ -70,7 +96,9 @@ async def upstream_to_client(
             elif event is not None:
                 await engine.server_event(event)
         elif kind is aiohttp.WSMsgType.BINARY:
+            stalls.to_agent = time.monotonic()
             await send({"type": "websocket.send", "bytes": message.data})
+            stalls.to_agent = None
         elif kind in _CLOSING:
             code = upstream.close_code or 1006
             reason = message.extra if isinstance(message.extra, str) else ""
@@ -80,7 +108,10 @@ async def upstream_to_client(
 
 
 async def client_to_upstream(
-    receive: Receive, upstream: aiohttp.ClientWebSocketResponse, engine: SessionEngine
+    receive: Receive,
+    upstream: aiohttp.ClientWebSocketResponse,
+    engine: SessionEngine,
+    stalls: Stalls,
 ) -> Ending:
     """Agent to upstream. While the greeting is going out, caller audio is held back (up to
     ``HELD_FRAMES``, then the agent waits) but control events, such as the ``session.update`` the
@@ -121,9 +152,12 @@ async def client_to_upstream(
                     event = parse_control(text)
                     if event is not None:
                         await engine.client_event(event)
+                stalls.to_upstream = time.monotonic()
                 await upstream.send_str(text)
             else:
+                stalls.to_upstream = time.monotonic()
                 await upstream.send_bytes(message.get("bytes") or b"")
+            stalls.to_upstream = None
     except (ConnectionError, aiohttp.ClientError):
         return Ending("upstream", upstream.close_code or 1006, "the upstream connection was lost")
     finally:
@@ -143,24 +177,32 @@ async def relay(
     send: Send,
     upstream: aiohttp.ClientWebSocketResponse,
     engine: SessionEngine,
+    stall_limit: float,
 ) -> Ending:
-    """Run both directions until one ends; close the other side accordingly.
+    """Run both directions until one ends, or one peer stops reading for ``stall_limit``
+    seconds; close the other side (or both) accordingly.
 
     The directions use the ASGI ``receive``/``send`` of the agent's socket directly: Starlette's
     WebSocket wrapper re-checks its state on every frame, which at 100 calls of 50 frames a
     second each way is measurable relay CPU. ``client`` is used for closing only."""
-    down = asyncio.create_task(upstream_to_client(upstream, send, engine), name="upstream->agent")
-    up = asyncio.create_task(client_to_upstream(receive, upstream, engine), name="agent->upstream")
+    stalls = Stalls()
+    down = asyncio.create_task(
+        upstream_to_client(upstream, send, engine, stalls), name="upstream->agent"
+    )
+    up = asyncio.create_task(
+        client_to_upstream(receive, upstream, engine, stalls), name="agent->upstream"
+    )
+    guard = asyncio.create_task(watchdog(stalls, stall_limit), name="stall watchdog")
     try:
-        done, _ = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({down, up, guard}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (down, up):
+        for task in (down, up, guard):
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
     # Both may have ended in the same turn (a hang-up ends both): prefer the one that says why.
-    ended = [t for t in (down, up) if t in done]
+    ended = [t for t in (guard, down, up) if t in done]
     first = next((t for t in ended if t.exception() is None), ended[0])
     error = first.exception()
     if error is None:
@@ -171,10 +213,13 @@ async def relay(
         log.error("relay direction %s failed", first.get_name(), exc_info=error)
         ending = Ending("relay", 1011, "internal error in the relay")
     code, reason = close_code_for_peer(ending.code), close_reason(ending.reason)
+    # Bounded: a peer that stopped reading would never take a close frame either.
     if ending.side != "upstream":
         with contextlib.suppress(Exception):
-            await upstream.close(code=code, message=reason.encode())
+            async with asyncio.timeout(CLOSE_WAIT):
+                await upstream.close(code=code, message=reason.encode())
     if ending.side != "client":
         with contextlib.suppress(Exception):
-            await client.close(code, reason)
+            async with asyncio.timeout(CLOSE_WAIT):
+                await client.close(code, reason)
     return ending

@@ -236,7 +236,8 @@ class TestUnexpectedErrors:
             response = await fragile_api.http.post(EXPLODE_PATH, headers=fragile_api.as_("alice"))
 
         body = assert_problem(response, 500, "internal-error")
-        assert set(body) == {"type", "title", "status", "detail", "instance"}
+        assert set(body) == {"type", "title", "status", "detail", "instance", "request_id"}
+        assert body["request_id"] == response.headers["x-request-id"]  # to quote to support
         for leak in ("hunter2", "internals.py", "RuntimeError", "Traceback", "boom"):
             assert leak not in response.text
         assert SECRET_DETAIL in caplog.text  # the operator still gets the cause, in the log

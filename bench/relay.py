@@ -15,130 +15,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import math
 import os
-import platform
 import secrets
 import shlex
-import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import (
+    ROOT,
+    Procs,
+    cpu_seconds,
+    free_port,
+    machine_ticks,
+    percentile,
+    pin,
+    read_line,
+    record,
+    rss_bytes,
+)
+
 QUERY = "api-version=2026-04-10&model=gpt-realtime"
-TICK = os.sysconf("SC_CLK_TCK")
 P99_TARGET_MS = 2.0
 CPU_TARGET = 0.50
-
-
-# --- measuring processes --------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def machine_ticks() -> list[int]:
-    """user nice system idle iowait irq softirq steal, summed over every CPU."""
-    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    python = platform.python_version()
-    return f"{os.cpu_count()} CPUs, {model}, Linux {platform.release()}, Python {python}"
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest rank, as the simulator's summary computes it."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
-
-
-def pin(pid: int, cpus: set[int] | None) -> None:
-    """Every thread of ``pid`` onto ``cpus`` (``--pin``); threads started later inherit it."""
-    if cpus is None:
-        return
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(task.name), cpus)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-# --- processes ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Procs:
-    started: list[asyncio.subprocess.Process] = field(default_factory=list)
-
-    async def start(
-        self, *args: str, env: dict[str, str] | None = None, log: Path | None = None
-    ) -> asyncio.subprocess.Process:
-        stderr = log.open("ab") if log is not None else asyncio.subprocess.DEVNULL
-        proc = await asyncio.create_subprocess_exec(
-            *args,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-        )
-        self.started.append(proc)
-        return proc
-
-    async def stop(self, proc: asyncio.subprocess.Process, wait: float = 15) -> None:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), wait)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-
-    async def stop_all(self) -> None:
-        for proc in reversed(self.started):
-            await self.stop(proc)
-
-
-async def read_line(proc: asyncio.subprocess.Process, wait: float) -> str:
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), wait)
-    if not line:
-        raise RuntimeError(f"process {proc.pid} exited before saying it was ready")
-    return line.decode().strip()
+HOLD_MS = 5.0  # "sessions held": the highest N whose added p99 stays under this, both ways
 
 
 async def start_upstream(procs: Procs, tmp: Path, name: str) -> tuple[Any, str, Path]:
@@ -183,6 +90,21 @@ async def start_service(procs: Procs, tmp: Path, upstream_url: str) -> tuple[Any
         async with http.ws_connect(url, headers={"api-key": key}, compress=0) as ws:
             await asyncio.wait_for(ws.receive(), 30)
     return proc, url, key
+
+
+async def start_reference(procs: Procs, tmp: Path, upstream_url: str) -> tuple[Any, str]:
+    """The minimal relay (bench/reference_relay.py) in front of ``upstream_url``."""
+    proc = await procs.start(
+        sys.executable, "-m", "bench.reference_relay", "--upstream", upstream_url,
+        log=tmp / "reference.log",
+    )  # fmt: skip
+    url = await read_line(proc, 30)
+    async with (  # one session first, as for the service
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{url}?{QUERY}", compress=0) as ws,
+    ):
+        await asyncio.wait_for(ws.receive(), 30)
+    return proc, url
 
 
 async def start_profilers(
@@ -246,6 +168,9 @@ async def run_phase(
     key = None
     if service is None and name == "relay":
         service, url, key = await start_service(procs, tmp, sim_url)
+    elif service is None and name == "reference":
+        service, ref_url = await start_reference(procs, tmp, sim_url)
+        url = f"{ref_url}?{QUERY}"
     else:
         url = f"{sim_url}?{QUERY}"
     relay_cpus, harness_cpus = args.pin if args.pin else (None, None)
@@ -319,16 +244,25 @@ class Row:
     n: int
     direct: Phase
     relay: Phase
+    reference: Phase | None = None  # the minimal relay (bench/reference_relay.py)
 
-    def added(self, direction: str, q: str) -> float:
+    def added(self, direction: str, q: str, through: Phase | None = None) -> float:
+        through = through or self.relay
         if direction == "up":
-            return float(self.relay.up_ms[q]) - float(self.direct.up_ms[q])
+            return float(through.up_ms[q]) - float(self.direct.up_ms[q])
         quantile = {"p50": 0.5, "p99": 0.99}[q]
-        return self.relay.down(quantile) - self.direct.down(quantile)
+        return through.down(quantile) - self.direct.down(quantile)
 
     @property
     def added_p99(self) -> float:
         return max(self.added("up", "p99"), self.added("down", "p99"))
+
+    @property
+    def cpu_ratio(self) -> float:
+        """Relay CPU over the reference relay's, for the same sessions in the same run."""
+        if self.reference is None or not self.reference.cpu["relay"]:
+            return math.nan
+        return self.relay_cpu / self.reference.cpu["relay"]
 
     @property
     def relay_cpu(self) -> float:
@@ -356,13 +290,16 @@ async def run_one(n: int, args: argparse.Namespace) -> Row:
         tmp = Path(name)
         try:
             direct = await run_phase(procs, tmp, "direct", n, args, None)
+            reference = None
+            if not args.no_reference:
+                reference = await run_phase(procs, tmp, "reference", n, args, None)
             relay = await run_phase(procs, tmp, "relay", n, args, None)
         except BaseException:
             show_logs(tmp)
             raise
         finally:
             await procs.stop_all()
-    return Row(n, direct, relay)
+    return Row(n, direct, relay, reference)
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -392,6 +329,14 @@ def table(rows: list[Row], seconds: float) -> str:
             f"| {_ms(r.added('down', 'p50'))} / **{_ms(r.added('down', 'p99'))}** "
             f"| {r.relay.deltas_in_window} of {r.n * 50 * seconds:.0f} |"
         )
+        if r.reference is not None:
+            ref = r.reference
+            for direction, label in (("up", "agent->upstream"), ("down", "upstream->agent")):
+                lines.append(
+                    f"| {r.n} | {label}, minimal reference relay | | "
+                    f"| {_ms(r.added(direction, 'p50', ref))} / "
+                    f"{_ms(r.added(direction, 'p99', ref))} | |"
+                )
     lines += [
         "",
         "| sessions | relay CPU (of one core) | relay RSS/session idle / flowing "
@@ -416,8 +361,27 @@ def table(rows: list[Row], seconds: float) -> str:
             f"| {r.direct.other_load:.2f} / {r.relay.other_load:.2f} | {_ms(lag)} | {failures} "
             f"| {'yes' if r.ok else 'no'} |"
         )
+    if any(r.reference is not None for r in rows):
+        lines += [
+            "",
+            "| sessions | relay CPU | minimal reference relay CPU | ratio | "
+            "reference RSS/session idle |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for r in rows:
+            if r.reference is not None:
+                ref_rss = r.reference.rss
+                idle = (ref_rss["idle"] - ref_rss["base"]) / r.n / 1024
+                lines.append(
+                    f"| {r.n} | {r.relay_cpu:.0%} | {r.reference.cpu['relay']:.0%} "
+                    f"| **{r.cpu_ratio:.2f}** | {idle:.0f} KiB |"
+                )
+    held = [r.n for r in rows if r.added_p99 < HOLD_MS and r.relay.connected == r.n]
     sustained = [r.n for r in rows if r.ok]
     lines += [
+        "",
+        f"Highest N with added p99 under {HOLD_MS:g} ms both ways: "
+        f"**{max(held) if held else 'none'}** of those tried.",
         "",
         f"Sessions sustained (added p99 < {P99_TARGET_MS:g} ms both ways, relay CPU < "
         f"{CPU_TARGET:.0%} of a core): **{max(sustained) if sustained else 'none'}** "
@@ -426,23 +390,12 @@ def table(rows: list[Row], seconds: float) -> str:
     return "\n".join(lines)
 
 
-def record(results: Path, command: str, body: str) -> None:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = f"\n## {now}\n\nMachine: {machine()}  \nCommand: `{command}`\n\n{body}\n"
-    if not results.exists():
-        results.write_text(
-            "# Relay benchmark results\n\nAppended by `bench/relay.py`, newest last.\n"
-        )
-    with results.open("a") as f:
-        f.write(section)
-
-
 async def main_async(args: argparse.Namespace) -> list[Row]:
     rows = []
-    budget = len(args.sessions) * (2 * (args.warmup + args.seconds) + 300)
+    budget = len(args.sessions) * (3 * (args.warmup + args.seconds) + 400)
     async with asyncio.timeout(budget):
         for n in args.sessions:
-            print(f"{n} sessions: direct, then through the relay ...", file=sys.stderr, flush=True)
+            print(f"{n} sessions: direct, reference, relay ...", file=sys.stderr, flush=True)
             rows.append(await run_one(n, args))
     return rows
 
@@ -457,6 +410,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="agent processes")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the minimal reference relay's phase"
+    )
     parser.add_argument(
         "--profile", type=Path, help="py-spy the relay and upstream into this folder"
     )
@@ -479,7 +435,7 @@ def main() -> None:
     body = table(rows, args.seconds)
     print(body)
     if not args.no_record:
-        record(args.results, command, body)
+        record(args.results, command, body, "relay")
 
 
 if __name__ == "__main__":

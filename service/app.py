@@ -18,6 +18,7 @@ from service.access.router import router as api_keys_router
 from service.attached.channel import ControlChannel
 from service.attached.router import control_router
 from service.attached.router import router as attached_router
+from service.audit.checkpointer import AuditCheckpoints
 from service.audit.router import router as audit_router
 from service.deliveries.router import router as deliveries_router
 from service.greetings.router import router as greetings_router
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connect_timeout=settings.upstream_connect_timeout,
             simulator_speed=settings.simulator_speed,
         )
+        app.state.audit_checkpoints = checkpoints = AuditCheckpoints(settings)
         try:
             await migrate.prepare(engine, auto=settings.auto_migrate)
             maker = create_sessionmaker(engine)
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
             app.state.live = live = LiveSessions()
             app.state.upstream = upstream
+            await checkpoints.start(maker)  # the signing key, and checkpoints every interval
             # Everything made so far lives as long as the process: keep it out of the cyclic
             # collector, whose full passes over it were pauses of the relay of several ms.
             gc.collect()
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     except Exception:  # the others must still end
                         log.exception("session %s could not be ended", held.session_id)
         finally:
+            await checkpoints.stop()
             await upstream.close()
             await engine.dispose()
 

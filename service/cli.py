@@ -8,17 +8,21 @@ import dataclasses
 import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.access import service as access
 from service.access.roles import Role
 from service.access.schemas import ApiKeyCreate
+from service.audit import export as audit_export
+from service.audit import keys, signing
 from service.audit import service as audit
+from service.audit.chain import Verification
 from service.kit import migrate
 from service.kit.actor import Actor
 from service.kit.db import create_engine, create_sessionmaker, missing_sqlite_file
@@ -77,7 +81,29 @@ def _parser() -> argparse.ArgumentParser:
 
     audit_cmd = commands.add_parser("audit", help="audit trail")
     audit_sub = audit_cmd.add_subparsers(dest="audit", required=True)
-    audit_sub.add_parser("verify", help="recompute the hash chain; exit 1 if it is broken")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="recompute the hash chain and check the signed checkpoints; exit 1 if it is broken",
+    )
+    verify.add_argument(
+        "--public-key",
+        dest="public_keys",
+        action="append",
+        default=[],
+        metavar="FILE_OR_VALUE",
+        help="a trusted checkpoint key: a file holding it, or the key (PEM, base64 of its 32 raw "
+        "bytes, or GET /v1/audit/public-key's answer); repeat for earlier keys. Default: the "
+        "service's own key from the settings",
+    )
+    verify.add_argument(
+        "--file",
+        metavar="EXPORT",
+        help="verify this file of `audit export` instead of the database (no database needed)",
+    )
+    audit_export = audit_sub.add_parser(
+        "export", help="write every event and checkpoint to FILE (JSON Lines; - = stdout)"
+    )
+    audit_export.add_argument("file")
 
     phrases = commands.add_parser("phrases", help="phrases as code")
     phrases_sub = phrases.add_subparsers(dest="phrases", required=True)
@@ -166,10 +192,78 @@ def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_verify(settings: Settings) -> int:
-    result = asyncio.run(_with_db(settings, audit.verify, writes=False))
+def _public_key_argument(number: int, value: str) -> Ed25519PublicKey:
+    path = Path(value)
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # a key too long (or too odd) to be a file name
+        is_file = False
+    try:
+        text = path.read_text(encoding="utf-8") if is_file else value
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"--public-key {number}: {path} cannot be read: {exc}") from None
+    try:
+        return keys.parse_public_key(text)
+    except ValueError as exc:  # the value is not repeated: it might be a private key by mistake
+        raise InvalidInput(
+            f"--public-key {number}: neither a readable file nor a key: {exc}"
+        ) from None
+
+
+def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    given = [_public_key_argument(n, v) for n, v in enumerate(args.public_keys, start=1)]
+    trusted: Mapping[str, Ed25519PublicKey] = keys.trusted(given)
+    if args.file is not None:
+        try:
+            result = audit_export.verify_file(Path(args.file), trusted)
+        except (audit_export.NotAnExport, OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(str(exc)) from None
+    else:
+        if not trusted:  # as the service checks it: with its own key (never made here)
+            own = signing.signer_for(settings, create=False)
+            trusted = signing.trusted_keys(settings, own)
+
+        async def work(db: AsyncSession) -> Verification:
+            return await audit.verify(db, trusted)
+
+        result = asyncio.run(_with_db(settings, work, writes=False))
+    if not result.public_key_ids:
+        print(
+            "warning: no public key, so the checkpoint signatures were not checked; "
+            "give --public-key",
+            file=sys.stderr,
+        )
     print(json.dumps(dataclasses.asdict(result), indent=2))
     return 0 if result.ok else 1
+
+
+def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
+    async def write(db: AsyncSession, out: TextIO) -> str:
+        last = ""
+        async for line in audit_export.export_lines(db):
+            out.write(line)
+            last = line
+        return last
+
+    if args.file == "-":
+        end = asyncio.run(_with_db(settings, lambda db: write(db, sys.stdout), writes=False))
+    else:
+        # Written beside and moved into place: an export that failed never looks like one.
+        target = Path(args.file)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with partial.open("w", encoding="utf-8") as out:
+                end = asyncio.run(_with_db(settings, lambda db: write(db, out), writes=False))
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+    counts = json.loads(end)
+    print(
+        f"exported {counts['events']} events and {counts['checkpoints']} checkpoints to "
+        f"{args.file}",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _phrases_export(settings: Settings, args: argparse.Namespace) -> int:
@@ -229,8 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _simulator(args.host, args.port)
             case "keys":
                 return _keys_create(settings, args)
+            case "audit" if args.audit == "export":
+                return _audit_export(settings, args)
             case "audit":
-                return _audit_verify(settings)
+                return _audit_verify(settings, args)
             case "phrases" if args.phrases == "export":
                 return _phrases_export(settings, args)
             case "phrases":

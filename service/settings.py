@@ -9,8 +9,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.audit.keys import parse_private_key, parse_public_key
 
 DEFAULT_DATABASE_URL = "sqlite:///compliance.db"
 
@@ -110,12 +112,55 @@ class Settings(BaseSettings):
             "none by default."
         ),
     )
+    # Signed audit checkpoints (service/audit/checkpoints.py).
+    audit_signing_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Ed25519 private key that signs audit checkpoints: base64 of its 32 raw bytes, or "
+            "PEM (PKCS#8). Unset in development: a key kept beside the SQLite database "
+            "(<database>.audit-key), else one made per process; production requires it."
+        ),
+    )
+    audit_trusted_public_keys: str = Field(
+        default="",
+        description=(
+            "Comma-separated public keys (base64 of 32 raw bytes) of earlier signing keys, whose "
+            "checkpoints still count when the chain is verified (key rotation)."
+        ),
+    )
+    audit_checkpoint_interval: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds between signed checkpoints of the chain head, made only when it "
+        "moved (0: on demand only).",
+    )
     replica_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def audit_trusted_public_key_list(self) -> list[str]:
+        return [k.strip() for k in self.audit_trusted_public_keys.split(",") if k.strip()]
+
+    @field_validator("audit_signing_key")
+    @classmethod
+    def _signing_key_is_ed25519(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:  # its error never holds the value: it is the private key
+            parse_private_key(value.get_secret_value())
+        return value
+
+    @field_validator("audit_trusted_public_keys")
+    @classmethod
+    def _trusted_keys_are_ed25519(cls, value: str) -> str:
+        for number, item in enumerate((k for k in value.split(",") if k.strip()), start=1):
+            try:
+                parse_public_key(item)
+            except ValueError as exc:
+                raise ValueError(f"key {number}: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> Self:
@@ -134,5 +179,10 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "COMPLIANCE_VOICELIVE_ENDPOINT must be set in production: the default is the "
                     "built-in simulator, which no caller hears"
+                )
+            if self.audit_signing_key is None:
+                raise ValueError(
+                    "COMPLIANCE_AUDIT_SIGNING_KEY must be set in production: a key generated on "
+                    "start is held by no one else, so no auditor could check what it signs"
                 )
         return self

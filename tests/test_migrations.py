@@ -26,7 +26,12 @@ from tests.helpers import ADMIN_KEY, cli_environment, run_cli_async
 ROOT = Path(__file__).resolve().parents[1]
 APP_TABLES = set(Base.metadata.tables)
 TRIGGERS = {
-    "sqlite": {"audit_events_no_update", "audit_events_no_delete"},
+    "sqlite": {
+        "audit_events_no_update",
+        "audit_events_no_delete",
+        "audit_checkpoints_no_update",
+        "audit_checkpoints_no_delete",
+    },
     "postgresql": {"audit_events_append_only", "audit_events_no_truncate"},
 }
 

@@ -83,6 +83,8 @@ class TestProduction:
         monkeypatch.setenv("COMPLIANCE_DATABASE_URL", POSTGRES_URL)
         monkeypatch.setenv("COMPLIANCE_BOOTSTRAP_ADMIN_KEY", STRONG_KEY)
         monkeypatch.setenv("COMPLIANCE_VOICELIVE_ENDPOINT", "https://contoso.services.ai.azure.com")
+        # Base64 of a 32-byte Ed25519 seed (tests/audit/test_signing_settings.py has the rest).
+        monkeypatch.setenv("COMPLIANCE_AUDIT_SIGNING_KEY", "A" * 43 + "=")
 
         settings = Settings()
 

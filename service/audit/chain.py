@@ -68,6 +68,10 @@ class Verification:
     head_hash: str
     first_bad_seq: int | None = None
     problem: str | None = None
+    # Signed checkpoints (service.audit.checkpoints); all empty when no public key was given.
+    checkpoints_checked: int = 0
+    last_signed_seq: int | None = None
+    public_key_ids: tuple[str, ...] = ()
 
 
 class ChainCheck:

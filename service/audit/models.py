@@ -27,3 +27,17 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
 
     __table_args__ = (sa.Index("ix_audit_events_subject", "subject_type", "subject_id"),)
+
+
+class AuditCheckpoint(Base):
+    """A signed statement that event ``seq`` of the chain had hash ``head_hash`` at ``signed_at``
+    (see service.audit.checkpoints for the signed bytes). Append-only, like the events."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
+    head_hash: Mapped[str] = mapped_column(sa.String(64))
+    signed_at: Mapped[datetime]
+    key_id: Mapped[str] = mapped_column(sa.String(64))
+    signature: Mapped[str] = mapped_column(sa.String(100))

@@ -11,13 +11,17 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
 
-from service.audit.chain import GENESIS_HASH, ChainCheck, Verification, event_hash
-from service.audit.models import AuditEvent
+from service.audit import checkpoints
+from service.audit.chain import GENESIS_HASH, Verification, event_hash
+from service.audit.checkpoints import Checkpoint, SignedChainCheck
+from service.audit.keys import Signer
+from service.audit.models import AuditCheckpoint, AuditEvent
 from service.kit.actor import Actor
 from service.kit.base import utcnow
 
@@ -230,8 +234,23 @@ async def iter_events(db: AsyncSession, batch: int = 1000) -> AsyncIterator[Mapp
         after = rows[-1]["seq"]
 
 
-async def verify(db: AsyncSession) -> Verification:
-    check = ChainCheck()
+async def verify(
+    db: AsyncSession, trusted: Mapping[str, Ed25519PublicKey] | None = None
+) -> Verification:
+    """The chain, and with ``trusted`` keys (by key id) every checkpoint too: signed by one of
+    them and matching the chain (see service.audit.checkpoints)."""
+    problem = None
+    stored: list[Checkpoint] = []
+    if trusted:
+        # Read before the events: a checkpoint made meanwhile could vouch for events not read.
+        try:
+            stored = await stored_checkpoints(db)
+        except (ValueError, TypeError):
+            problem = "a stored checkpoint can no longer be read as its types: it was altered"
+    check = SignedChainCheck(stored, trusted or {})
+    if problem is not None:
+        check.fail_unsigned(problem)
+        return check.result()
     try:
         async for event_ in iter_events(db):
             if not check.feed(event_):
@@ -239,6 +258,64 @@ async def verify(db: AsyncSession) -> Verification:
     except UnreadableEvent as exc:
         check.feed_unreadable(exc.seq)
     return check.result()
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+async def chain_head(db: AsyncSession) -> tuple[int, str]:
+    """The newest committed event's seq and hash; (0, the genesis hash) for an empty chain."""
+    row = (await db.execute(_HEAD)).first()
+    return (row.seq, row.hash) if row else (0, GENESIS_HASH)
+
+
+async def create_checkpoint(db: AsyncSession, signer: Signer) -> AuditCheckpoint:
+    """Sign the chain head as it is now. No chain lock: the head read is committed, and what is
+    appended after it is for the next checkpoint."""
+    seq, head_hash = await chain_head(db)
+    signed = checkpoints.sign(signer, seq, head_hash, utcnow())
+    row = AuditCheckpoint(
+        seq=signed.seq,
+        head_hash=signed.head_hash,
+        signed_at=signed.signed_at,
+        key_id=signed.key_id,
+        signature=signed.signature,
+    )
+    db.add(row)
+    await db.flush()
+    return row
+
+
+async def checkpoint_if_moved(db: AsyncSession, signer: Signer) -> AuditCheckpoint | None:
+    """A checkpoint unless the chain is empty or its head is already signed by this key."""
+    seq, head_hash = await chain_head(db)
+    if seq == 0:
+        return None
+    latest = (
+        await db.execute(
+            sa.select(AuditCheckpoint.seq, AuditCheckpoint.head_hash)
+            .where(AuditCheckpoint.key_id == signer.key_id)
+            .order_by(AuditCheckpoint.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if latest is not None and (latest.seq, latest.head_hash) == (seq, head_hash):
+        return None
+    return await create_checkpoint(db, signer)
+
+
+async def list_checkpoints(db: AsyncSession, *, after_id: int, limit: int) -> list[AuditCheckpoint]:
+    query = sa.select(AuditCheckpoint).where(AuditCheckpoint.id > after_id)
+    return list((await db.scalars(query.order_by(AuditCheckpoint.id).limit(limit))).all())
+
+
+_CHECKPOINT_COLUMNS = [getattr(AuditCheckpoint, name) for name in checkpoints.FIELDS]
+
+
+async def stored_checkpoints(db: AsyncSession) -> list[Checkpoint]:
+    """Every checkpoint, oldest first (a few hundred bytes each, one per interval at most)."""
+    result = await db.execute(sa.select(*_CHECKPOINT_COLUMNS).order_by(AuditCheckpoint.id))
+    return [Checkpoint.from_mapping(dict(row)) for row in result.mappings()]
 
 
 async def list_events(

@@ -67,6 +67,10 @@ def allowed_roles(endpoint: Endpoint) -> frozenset[str]:
     method, path = endpoint.method, endpoint.path
     if path.startswith("/v1/api-keys"):
         return frozenset({"admin"})
+    if path == "/v1/audit/public-key":  # public by nature: anyone may check a signature
+        return ANY_ROLE
+    if path == "/v1/audit/checkpoints" and method == "POST":
+        return frozenset({"auditor", "admin"})
     if path.startswith("/v1/audit"):
         return frozenset({"auditor"})
     if path.startswith("/v1/phrases"):

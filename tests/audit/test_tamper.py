@@ -26,6 +26,13 @@ from tests.audit.support import (
 from tests.helpers import Api, cli_environment, run_cli_async
 
 ROOT = Path(__file__).resolve().parents[2]
+CONTRACT = ("ok", "checked", "head_seq", "head_hash", "first_bad_seq", "problem")
+
+
+def contract(result: dict[str, Any]) -> dict[str, Any]:
+    """The fields of the public contract. The checkpoint fields are left out: the command line
+    checks signatures only with a key it can read (see tests/audit/test_export_verify.py)."""
+    return {name: result[name] for name in CONTRACT}
 
 
 async def cli_verify(database_url: str) -> tuple[int, dict[str, Any]]:
@@ -62,7 +69,7 @@ async def found_at(
         return served
     code, printed = await cli_verify(database_url)
     assert code == 1, printed
-    assert printed == served
+    assert contract(printed) == contract(served)
     return served
 
 
@@ -97,7 +104,7 @@ class TestAnIntactChain:
     ) -> None:
         events = await some_history(api)
         served = await verify(api)
-        assert served == {
+        assert contract(served) == {
             "ok": True,
             "checked": len(events),
             "head_seq": events[-1]["seq"],
@@ -107,7 +114,7 @@ class TestAnIntactChain:
         }
         code, printed = await cli_verify(database_url)
         assert code == 0
-        assert printed == served
+        assert contract(printed) == contract(served)
 
     async def test_a_database_without_keys_or_events_has_an_empty_intact_chain(
         self, database_url: str

@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench.common import ROOT, Procs, cpu_seconds, free_port, machine_ticks, record
+from bench.common import ROOT, UNLIMITED, Procs, cpu_seconds, free_port, machine_ticks, record
 
 RESOLVE_TARGET_RPS = 3000
 RESOLVE_TARGET_P99_MS = 20.0
@@ -97,7 +97,7 @@ async def start_service(
     procs: Procs, tmp: Path, url: str, admin: str
 ) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
-    env = {"COMPLIANCE_DATABASE_URL": url, "COMPLIANCE_BOOTSTRAP_ADMIN_KEY": admin}
+    env = {"COMPLIANCE_DATABASE_URL": url, "COMPLIANCE_BOOTSTRAP_ADMIN_KEY": admin, **UNLIMITED}
     proc = await procs.start(
         sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
         env=env, log=tmp / "service.log",

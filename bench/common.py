@@ -22,6 +22,15 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+# A benchmark is one client loading the service on purpose: its per-key limits (see README, "Rate
+# limits") would measure the limiter, not the service.
+UNLIMITED = {
+    "COMPLIANCE_RATE_LIMIT_PER_SECOND": "0",
+    "COMPLIANCE_SESSION_RATE_LIMIT_PER_SECOND": "0",
+    "COMPLIANCE_SESSION_LIMIT_PER_KEY": "0",
+}
+
+
 # --- measuring processes --------------------------------------------------------------------------
 
 

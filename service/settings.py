@@ -105,6 +105,39 @@ class Settings(BaseSettings):
     relay_max_message_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest WebSocket message relayed."
     )
+    # Abuse limits, held in each replica's memory (a key gets them once per replica it reaches).
+    rate_limit_per_second: float = Field(
+        default=100.0,
+        ge=0,
+        description="Authenticated API requests a key may make per second (0: no limit).",
+    )
+    rate_limit_burst: int = Field(
+        default=200, ge=1, description="Requests a key may make at once above its rate."
+    )
+    auth_failure_limit_per_second: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "Unknown or revoked keys one client address may present per second (0: no limit); "
+            "past it, keys that have not just authenticated are refused from that address."
+        ),
+    )
+    auth_failure_limit_burst: int = Field(
+        default=20, ge=1, description="Failed authentications one address may make at once."
+    )
+    session_rate_limit_per_second: float = Field(
+        default=20.0,
+        ge=0,
+        description="Live sessions (relayed or attached) a key may open per second (0: no limit).",
+    )
+    session_rate_limit_burst: int = Field(
+        default=200, ge=1, description="Live sessions a key may open at once above its rate."
+    )
+    session_limit_per_key: int = Field(
+        default=1000,
+        ge=0,
+        description="Live sessions one key may hold on one replica at the same time (0: no limit).",
+    )
     cors_origins: str = Field(
         default="",
         description=(

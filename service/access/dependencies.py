@@ -1,7 +1,10 @@
-"""Authentication and role checks as FastAPI dependencies.
+"""Authentication, role checks and per-key limits as FastAPI dependencies.
 
 The app mounts every /v1 router under ``Depends(authenticated)``; endpoints narrow it with
-``require(...)``.
+``require(...)``. Authentication also applies the limits of ``service.kit.ratelimit`` (per
+replica): requests per key, unknown keys per client address, and, for whoever opens a live
+session, sessions opened per second and held at once per key. A refusal is a 429 with
+``Retry-After`` before anything of the request is done.
 """
 
 from __future__ import annotations
@@ -18,7 +21,17 @@ from service.access import service
 from service.access.cache import key_cache
 from service.access.roles import Role
 from service.access.service import Caller
-from service.kit.errors import Forbidden, Unauthenticated
+from service.kit.errors import (
+    Forbidden,
+    ProblemError,
+    RateLimited,
+    SessionLimitReached,
+    Unauthenticated,
+)
+from service.kit.ratelimit import Reservation, limits, retry_after_seconds
+
+# A key at its most sessions cannot know when one ends: a hint, not a promise.
+SESSION_LIMIT_RETRY_AFTER = 5
 
 
 def presented_key(request: HTTPConnection) -> str | None:
@@ -33,10 +46,11 @@ def presented_key(request: HTTPConnection) -> str | None:
 
 async def websocket_caller(
     websocket: WebSocket, *, what: str = "an API key", in_query: bool = False
-) -> Caller | str:
-    """A WebSocket client's identity, or why it is refused. With ``in_query`` the key may also
-    come as the ``api-key`` query parameter (a Voice Live client may send it so; URLs end up in
-    access logs, so only where a client needs it)."""
+) -> Caller | ProblemError:
+    """A WebSocket client's identity, or the problem to refuse it with (401, or 429 from an
+    address that presented too many unknown keys). With ``in_query`` the key may also come as
+    the ``api-key`` query parameter (a Voice Live client may send it so; URLs end up in access
+    logs, so only where a client needs it)."""
     key = presented_key(websocket)
     if not key and in_query:
         key = websocket.query_params.get("api-key")
@@ -46,17 +60,86 @@ async def websocket_caller(
             where = (
                 "the 'api-key' header, 'Authorization: Bearer', or the 'api-key' query parameter"
             )
-        return f"send {what} as {where}"
-    caller = await caller_of(websocket.app.state, key)
+        return Unauthenticated(f"send {what} as {where}")
+    try:
+        return await identify(websocket, key)
+    except ProblemError as problem:
+        return problem
+
+
+def client_address(connection: HTTPConnection) -> str:
+    """The peer's address (behind a proxy, the proxy's unless uvicorn is told to trust its
+    ``X-Forwarded-For``: ``--forwarded-allow-ips`` or ``FORWARDED_ALLOW_IPS``)."""
+    return connection.client.host if connection.client else "unknown"
+
+
+async def identify(connection: HTTPConnection, key: str) -> Caller:
+    """Who holds ``key``; else 401, counted against the client's address. An address past its
+    limit of unknown keys gets 429 without a lookup for any key that has not just authenticated
+    (held in the key cache), so keys cannot be guessed faster than that limit from one address,
+    whatever the answers."""
+    state = connection.app.state
+    failures = limits(state).failures
+    address = client_address(connection)
+    key_hash = service.hash_key(key)
+    wait = failures.wait(address)
+    if wait and key_cache(state).held(key_hash) is None:
+        raise RateLimited(
+            "too many unknown or revoked API keys were presented from this address",
+            retry_after=retry_after_seconds(wait),
+        )
+    caller = await caller_of_hash(state, key_hash)
     if caller is None:
-        return "the API key is unknown or revoked"
+        failures.take(address)
+        raise Unauthenticated("the API key is unknown or revoked")
     return caller
 
 
-async def caller_of(state: State, key: str) -> Caller | None:
-    """Who holds ``key`` (None: nobody, or it is revoked), from the app's key cache or else from
-    the database, read in a short read-only transaction of its own."""
-    key_hash = service.hash_key(key)
+def limit_key(caller: Caller) -> str:
+    return caller.actor.key_id or caller.principal
+
+
+def count_request(state: State, caller: Caller) -> None:
+    """Count one request of the caller's key, or refuse it with 429 (counting nothing)."""
+    limit = limits(state)
+    wait = limit.requests.take(limit_key(caller))
+    if wait:
+        settings = limit.settings
+        raise RateLimited(
+            f"this API key made more than {settings.rate_limit_per_second:g} requests a second "
+            f"({settings.rate_limit_burst} at once) on this replica",
+            retry_after=retry_after_seconds(wait),
+        )
+
+
+def admit_session(state: State, caller: Caller) -> Reservation:
+    """Count a new live session of the caller's key (leave the reservation when the session is
+    over, or ``keep`` it for as long as the session is live), or refuse it with 429 (counting
+    nothing): the key holds its most sessions here, or opened them too fast."""
+    limit = limits(state)
+    key = limit_key(caller)
+    settings = limit.settings
+    if limit.sessions.full(key):
+        raise SessionLimitReached(
+            f"this API key holds {settings.session_limit_per_key} live sessions on this "
+            "replica, the most it may: end one first",
+            retry_after=SESSION_LIMIT_RETRY_AFTER,
+        )
+    wait = limit.session_opens.take(key)
+    if wait:
+        raise RateLimited(
+            f"this API key opened more than {settings.session_rate_limit_per_second:g} live "
+            f"sessions a second ({settings.session_rate_limit_burst} at once) on this replica",
+            retry_after=retry_after_seconds(wait),
+        )
+    return limit.sessions.reserve(key)
+
+
+async def caller_of_hash(state: State, key_hash: str) -> Caller | None:
+    """Who holds the key of ``key_hash`` (None: nobody, or it is revoked), from the app's key
+    cache or else from the database, read in a short read-only transaction of its own. Only
+    SHA-256 hashes are looked up, never the key: a lookup's timing can only tell how a hash the
+    client chose compares with stored ones, which brings it no closer to any key."""
 
     async def lookup() -> Caller | None:
         async with state.read_sessionmaker() as db:
@@ -71,9 +154,8 @@ async def authenticated(request: Request) -> Caller:
         raise Unauthenticated(
             "send an API key as 'Authorization: Bearer <key>' or in the 'api-key' header"
         )
-    caller = await caller_of(request.app.state, key)
-    if caller is None:
-        raise Unauthenticated("the API key is unknown or revoked")
+    caller = await identify(request, key)
+    count_request(request.app.state, caller)
     request.state.caller = caller
     return caller
 

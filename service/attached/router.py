@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from service.access.dependencies import Agent, websocket_caller
+from service.access.dependencies import Agent, admit_session, count_request, websocket_caller
 from service.attached.channel import ControlChannel
 from service.attached.schemas import AttachedSessionCreate, AttachedSessionRead
 from service.deliveries.engine import SessionEngine
@@ -19,7 +19,7 @@ from service.deliveries.errors import SessionElsewhere, SessionNotLive
 from service.greetings.service import policy_for_session
 from service.kit.db import DB
 from service.kit.errors import ProblemError
-from service.kit.sockets import deny
+from service.kit.sockets import deny_problem
 from service.sessions import service as sessions
 from service.sessions.lifecycle import finish, start_engine
 from service.sessions.models import LiveSession
@@ -49,30 +49,32 @@ async def attach_session(
     once; they go out when the connector has opened ``control_url``."""
     state = request.app.state
     settings: Settings = state.settings
-    policy = await policy_for_session(db, body.greeting)
-    session = await sessions.open_session(
-        db,
-        caller.actor,
-        kind=Kind.ATTACHED,
-        conversation_key=body.conversation_key,
-        locale=body.locale,
-        model=body.model,
-        greeting_policy=policy.name if policy else None,
-        replica=settings.replica_url,
-    )
-    if body.voicelive_session_id is not None:
-        session.voicelive_session_id = body.voicelive_session_id
-    await db.commit()
-    live: LiveSessions = state.live
-    maker = state.sessionmaker
+    with admit_session(state, caller) as reservation:  # 429 here: nothing was done
+        policy = await policy_for_session(db, body.greeting)
+        session = await sessions.open_session(
+            db,
+            caller.actor,
+            kind=Kind.ATTACHED,
+            conversation_key=body.conversation_key,
+            locale=body.locale,
+            model=body.model,
+            greeting_policy=policy.name if policy else None,
+            replica=settings.replica_url,
+        )
+        if body.voicelive_session_id is not None:
+            session.voicelive_session_id = body.voicelive_session_id
+        await db.commit()
+        live: LiveSessions = state.live
+        maker = state.sessionmaker
 
-    async def on_end(reason: str) -> None:
-        await finish(engine, maker, live, reason)
+        async def on_end(reason: str) -> None:
+            await finish(engine, maker, live, reason)
 
-    channel = ControlChannel(
-        session.id, resume_timeout=settings.attached_resume_timeout, on_end=on_end
-    )
-    engine = start_engine(session, channel, maker, live, settings)
+        channel = ControlChannel(
+            session.id, resume_timeout=settings.attached_resume_timeout, on_end=on_end
+        )
+        engine = start_engine(session, channel, maker, live, settings)
+        reservation.keep(session.id)  # counted for as long as this process holds it
     channel.engine = engine
     engine.pause()  # until the connector is there
     channel.wait_for_connector()
@@ -97,17 +99,18 @@ def control_channel_of(session: LiveSession, engine: SessionEngine | None) -> Co
 async def control_endpoint(websocket: WebSocket) -> None:
     """The control WebSocket of one attached session, for the key that registered it."""
     caller = await websocket_caller(websocket)
-    if isinstance(caller, str):
-        await deny(websocket, 401, "unauthenticated", "Missing or invalid API key", caller)
+    if isinstance(caller, ProblemError):
+        await deny_problem(websocket, caller)
         return
     live: LiveSessions = websocket.app.state.live
     try:
+        count_request(websocket.app.state, caller)  # a handshake counts as a request
         async with websocket.app.state.read_sessionmaker() as db:
             session = await sessions.find(db, websocket.path_params["session_id"])
         sessions.check_speaker(caller, session)
         channel = control_channel_of(session, live.get(session.id))
     except ProblemError as exc:
-        await deny(websocket, exc.status, exc.slug, exc.title, exc.detail)
+        await deny_problem(websocket, exc)
         return
     await websocket.accept()
     await channel.serve(websocket)

@@ -97,6 +97,26 @@ class UnsupportedMediaType(ProblemError):
     title = "Unsupported content type"
 
 
+class RateLimited(ProblemError):
+    """Too much from one key or address: nothing of the request was done; ``Retry-After`` says
+    in how many whole seconds it may come again (also ``retry_after`` in the body)."""
+
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any):
+        super().__init__(
+            detail, headers={"Retry-After": str(retry_after)}, retry_after=retry_after, **extra
+        )
+        self.retry_after = retry_after
+
+
+class SessionLimitReached(RateLimited):
+    slug = "session-limit"
+    title = "Too many live sessions for this key"
+
+
 def validation_problems(exc: ValidationError) -> list[str]:
     """``field.path: message`` per error, without the input (it may be a secret)."""
     return [

@@ -1,8 +1,9 @@
 """The relay: the service's own ``/voice-live/realtime``. An agent using the official SDK changes
 only its ``endpoint`` (and uses a service key with the agent role as its credential).
 
-Order of a connection: authenticate, read the session parameters, choose the greeting policy,
-open the upstream; any failure refuses the agent with an HTTP problem before the WebSocket opens.
+Order of a connection: authenticate, count it against the key's session limits (429 with
+``Retry-After`` when over), read the session parameters, choose the greeting policy, open the
+upstream; any failure refuses the agent with an HTTP problem before the WebSocket opens.
 Only then is the session registered, the socket accepted and the two directions relayed.
 """
 
@@ -20,12 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from service.access.dependencies import websocket_caller
+from service.access.dependencies import admit_session, websocket_caller
 from service.access.roles import Role
+from service.access.service import Caller
 from service.deliveries.engine import TransportClosed
 from service.greetings.errors import GreetingPolicyNotFound
 from service.greetings.service import policy_for_session
-from service.kit.sockets import deny
+from service.kit.errors import ProblemError, RateLimited
+from service.kit.sockets import deny, deny_problem
 from service.relay.frames import connect_request
 from service.relay.pumps import Ending, relay
 from service.relay.upstream import Upstream, UpstreamUnavailable
@@ -67,15 +70,26 @@ class RelayTransport:
 
 async def relay_endpoint(websocket: WebSocket, receive: Receive, send: Send) -> None:
     state = websocket.app.state
-    settings: Settings = state.settings
     caller = await websocket_caller(websocket, what="an agent API key", in_query=True)
-    if isinstance(caller, str):
-        await deny(websocket, 401, "unauthenticated", "Missing or invalid API key", caller)
+    if isinstance(caller, ProblemError):
+        await deny_problem(websocket, caller)
         return
     if Role.AGENT not in caller.roles and Role.ADMIN not in caller.roles:
         detail = f"the relay needs a key with the agent role; {caller.principal!r} has none"
         await deny(websocket, 403, "forbidden", "Not allowed", detail)
         return
+    try:
+        reservation = admit_session(state, caller)
+    except RateLimited as exc:
+        await deny_problem(websocket, exc)
+        return
+    with reservation:  # the whole connection is one of the key's live sessions
+        await _open_session(websocket, receive, send, caller)
+
+
+async def _open_session(websocket: WebSocket, receive: Receive, send: Send, caller: Caller) -> None:
+    state = websocket.app.state
+    settings: Settings = state.settings
     try:
         request = connect_request(dict(websocket.query_params), dict(websocket.headers))
     except ValueError as exc:

@@ -13,6 +13,17 @@ from service.simulator import Simulator, SimulatorConfig
 from tests.helpers import ADMIN_KEY, Api
 from tests.live.harness import Live
 
+# Scenarios open sessions and poll records with one agent key faster than any real agent would
+# (the churn test opens 1000 sessions in seconds): limits that never trip. The limits themselves
+# are tested in test_connection_limits_e2e.py (and tests/access/test_rate_limits.py).
+GENEROUS_LIMITS: dict[str, object] = {
+    "rate_limit_per_second": 100_000,
+    "rate_limit_burst": 100_000,
+    "auth_failure_limit_burst": 100_000,
+    "session_rate_limit_per_second": 100_000,
+    "session_rate_limit_burst": 100_000,
+}
+
 
 @pytest.fixture
 def simulator_config() -> SimulatorConfig:
@@ -49,7 +60,7 @@ async def live(
             voicelive_endpoint=simulator.endpoint,
             voicelive_api_key=SecretStr("upstream-key"),
             delivery_answer_timeout=5.0,
-            **live_settings,  # type: ignore[arg-type]
+            **{**GENEROUS_LIMITS, **live_settings},  # type: ignore[arg-type]
         )
         app = create_app(settings)
         async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:

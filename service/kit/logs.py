@@ -50,6 +50,25 @@ FRAME_LOGGERS = (
 )
 
 
+_DENIAL_NOISE = "ASGI callable returned without completing handshake."
+
+
+class _DenialIsNotAnError(logging.Filter):
+    """uvicorn (0.54, websockets-sansio) logs the line above at ERROR after every WebSocket
+    refused with an HTTP denial response, although the refusal went out (Kludex/uvicorn#3138):
+    each 401 or 429 of the relay would be an error line, and a flood of refusals a flood of
+    them. The service's WebSocket routes always accept or deny, so the line says nothing here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != _DENIAL_NOISE
+
+
+def quiet_websocket_denials() -> None:
+    server_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DenialIsNotAnError) for f in server_log.filters):
+        server_log.addFilter(_DenialIsNotAnError())
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())

@@ -11,11 +11,13 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from service.kit.logs import quiet_websocket_denials
 from service.settings import Settings
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
     """How uvicorn serves the app: the same for ``serve``, the demo and the tests."""
+    quiet_websocket_denials()
     return {
         "log_config": None,  # the service's own JSON logging (kit/logs.py)
         "ws_per_message_deflate": False,  # audio does not compress; deflate only costs CPU

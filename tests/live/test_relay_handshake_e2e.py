@@ -4,6 +4,7 @@ the sessions the service lists."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import aiohttp
@@ -39,6 +40,17 @@ async def test_a_wrong_key_is_refused_with_401(live: Live) -> None:
     assert (await refused(live, {})).status == 401  # no key at all
     assert live.simulator.sessions == []
     await no_sessions(live)
+
+
+async def test_a_refused_agent_is_no_error_in_the_log(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refusal is the service working: a flood of them must not page anyone."""
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        assert (await refused(live, {"api-key": "not-a-key"})).status == 401
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
 
 
 async def test_a_key_without_the_agent_role_is_refused_with_403(live: Live) -> None:

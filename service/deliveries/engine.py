@@ -171,6 +171,12 @@ class SessionEngine:
         self._finished.setdefault(tracked.id, asyncio.Event())
         await self._execute(self.conductor.submit(tracked, utcnow()))
 
+    def submit_soon(self, tracked: Tracked) -> None:
+        """``submit`` from a task of its own (the request that committed it is gone)."""
+        task = asyncio.create_task(self.submit(tracked))
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
     async def server_event(self, event: dict[str, Any]) -> None:
         await self._execute(self.conductor.on_server_event(event, utcnow(), time.monotonic()))
         kind = event.get("type")

@@ -4,15 +4,16 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import IntegrityError
+from starlette.datastructures import State as AppState
 
 from service.access.dependencies import Agent, AnyRole
 from service.access.service import Caller
 from service.deliveries import service
 from service.deliveries.engine import SessionEngine
 from service.deliveries.errors import QueueFull, SessionElsewhere, SessionNotLive
+from service.deliveries.intake import Admission, intake_for
 from service.deliveries.models import Delivery
-from service.deliveries.recorder import gate_for
 from service.deliveries.schemas import AttemptRead, DeliveryCreate, DeliveryList, DeliveryRead
 from service.deliveries.states import FINAL, Priority, Status
 from service.kit.db import DB
@@ -79,6 +80,7 @@ def unchanging(session: LiveSession) -> LiveSession:
         locale=session.locale,
         state=session.state,
         replica=session.replica,
+        end_reason=session.end_reason,
     )
 
 
@@ -92,27 +94,16 @@ async def create_delivery(
     session_id: str,
     body: DeliveryCreate,
     caller: Agent,
-    db: DB,
     request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> DeliveryRead:
     """Speak an approved phrase into a live session, word for word."""
-    # One delivery write at a time reaches a SQLite database, requests before the engines'
-    # records (see recorder.py). Never wait for the gate inside a transaction: what
-    # authentication read would hold the one write lock the holder of the gate needs.
-    await db.commit()
-    async with gate_for(request.app.state.sessionmaker).request():
-        try:
-            row, engine, created = await _record_request(
-                db, request, caller, session_id, body, idempotency_key
-            )
-            # The record exists before the words go out. Never wait inside a transaction
-            # either: on SQLite it would hold the one write lock, on PostgreSQL a connection.
-            await db.commit()
-        except BaseException:
-            await db.rollback()  # here, so the next holder of the gate finds no lock
-            raise
+    # No request-scoped write session: reads go through short read-only transactions (which
+    # never wait for a writer), and the row is written by the database's intake, with the
+    # requests that wait at the same moment, committed before its words go out (intake.py).
+    state = request.app.state
+    row, engine, created = await _record_request(request, caller, session_id, body, idempotency_key)
     if created:
         assert engine is not None
         await engine.submit(service.tracked_of(row))
@@ -127,7 +118,7 @@ async def create_delivery(
                 await finished.wait()
         except TimeoutError:
             pass
-    async with request.app.state.read_sessionmaker() as fresh:
+    async with state.read_sessionmaker() as fresh:
         row = await service.get(fresh, row.id)
     if Status(row.status) in FINAL:
         response.status_code = 200
@@ -135,26 +126,28 @@ async def create_delivery(
 
 
 async def _record_request(
-    db: AsyncSession,
     request: Request,
     caller: Caller,
     session_id: str,
     body: DeliveryCreate,
     idempotency_key: str | None,
 ) -> tuple[Delivery, SessionEngine | None, bool]:
-    """The delivery this request asks for, added to ``db`` (created: True), or the one an
-    earlier request with its Idempotency-Key made (False); with the session's engine here."""
-    settings: Settings = request.app.state.settings
-    live: LiveSessions = request.app.state.live
+    """The delivery this request asks for, committed (created: True), or the one an earlier
+    request with its Idempotency-Key made (False); with the session's engine here."""
+    state = request.app.state
+    settings: Settings = state.settings
+    live: LiveSessions = state.live
     engine = live.get(session_id)
-    known = engine.session_row if engine is not None and not engine.closed else None
-    session = known or await sessions.find(db, session_id)
+    session = engine.session_row if engine is not None and not engine.closed else None
+    if session is None:
+        async with state.read_sessionmaker() as db:
+            session = unchanging(await sessions.find(db, session_id))
+        engine = live.get(session.id)
+        if engine is not None and session.state == State.LIVE.value:
+            engine.session_row = session
     sessions.check_speaker(caller, session)
-    engine = live.get(session.id)
-    if engine is not None and known is None and session.state == State.LIVE.value:
-        engine.session_row = unchanging(session)
     digest = service.request_hash(session.id, body)
-    existing = await service.earlier_request(db, caller.principal, idempotency_key, digest)
+    existing = await _earlier(state, caller, idempotency_key, digest)
     if existing is not None:
         return existing, engine, False
     if session.state != State.LIVE.value:
@@ -169,8 +162,7 @@ async def _record_request(
             f"{engine.queued()} deliveries already wait in session {session.id}",
             headers={"Retry-After": "1"},
         )
-    row, created = await service.create(
-        db,
+    values = service.prepare(
         caller.actor,
         session,
         body,
@@ -179,7 +171,27 @@ async def _record_request(
         max_plays=settings.delivery_max_plays,
         phrase=await library_cache(request).phrase(body.phrase_key),
     )
-    return row, engine, created
+    row = Delivery(**values, attempt_rows=[])
+    tracked = service.tracked_of(row)
+    admission = Admission(caller.actor, values, orphaned=lambda: engine.submit_soon(tracked))
+    try:
+        await intake_for(state.sessionmaker).admit(admission)
+    except IntegrityError:
+        # A concurrent request with the same key won the insert; it is committed by now.
+        existing = await _earlier(state, caller, idempotency_key, digest)
+        if existing is None:
+            raise
+        return existing, engine, False
+    return row, engine, True
+
+
+async def _earlier(
+    state: AppState, caller: Caller, idempotency_key: str | None, digest: str
+) -> Delivery | None:
+    if idempotency_key is None:
+        return None
+    async with state.read_sessionmaker() as db:
+        return await service.earlier_request(db, caller.principal, idempotency_key, digest)
 
 
 @router.get("/v1/deliveries/{delivery_id}", operation_id="get_delivery")

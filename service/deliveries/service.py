@@ -7,12 +7,11 @@ import dataclasses
 import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -24,7 +23,7 @@ from service.deliveries.states import Priority, Status
 from service.deliveries.tracking import Attempt, Record, Tracked
 from service.kit.actor import Actor
 from service.kit.base import time_ordered_id, utcnow
-from service.phrases.resolution import PhraseSnapshot, Resolved, resolve, resolve_in
+from service.phrases.resolution import PhraseSnapshot, Resolved, resolve_in
 from service.phrases.service import sha256_text
 from service.phrases.variables import Variable, render
 from service.sessions.models import LiveSession
@@ -108,8 +107,7 @@ def rendered(resolved: Resolved, values: dict[str, str]) -> str:
         raise VariablesInvalid(str(exc)) from exc
 
 
-async def create(
-    db: AsyncSession,
+def prepare(
     actor: Actor,
     session: LiveSession,
     body: DeliveryCreate,
@@ -117,70 +115,51 @@ async def create(
     idempotency_key: str | None,
     digest: str,
     max_plays: int,
-    phrase: PhraseSnapshot | None = None,
-) -> tuple[Delivery, bool]:
-    """The queued delivery for a request (the caller looked for an earlier one first), or the one
-    a concurrent identical request created meanwhile. Returns (delivery, created).
+    phrase: PhraseSnapshot,
+) -> dict[str, Any]:
+    """The columns of the queued delivery a request asks for (to insert; see intake.py).
 
-    ``phrase``: the phrase as of no earlier than the request's arrival (the library cache);
-    without it, it is read in ``db``."""
-    locale = body.locale or session.locale
-    if phrase is None:
-        resolved = await resolve(db, body.phrase_key, locale=locale, version_number=body.version)
-    else:
-        resolved = resolve_in(phrase, locale=locale, version_number=body.version)
+    ``phrase``: the phrase as of no earlier than the request's arrival (the library cache)."""
+    resolved = resolve_in(phrase, locale=body.locale or session.locale, version_number=body.version)
     text = rendered(resolved, body.variables)
-    row = Delivery(
-        id=new_id(),
-        session_id=session.id,
-        kind="phrase",
-        phrase_key=resolved.phrase.key,
-        version=resolved.version.number,
-        locale=resolved.locale,
-        text=text,
-        sha256=sha256_text(text),
-        variables=body.variables,
-        status=Status.QUEUED.value,
-        priority=body.priority.value,
-        interruptible=body.interruptible,
-        max_attempts=1 if body.interruptible else max_plays,
-        requested_by=actor.principal,
-        requested_key_id=actor.key_id,
-        idempotency_key=idempotency_key,
-        request_hash=digest,
-        requested_at=utcnow(),
-        attempt_rows=[],
-    )
-    if idempotency_key is None:
-        db.add(row)  # nothing to collide with (NULL keys never do): no savepoint
-    else:
-        try:
-            async with db.begin_nested():
-                db.add(row)
-                await db.flush()
-        except IntegrityError:
-            # A concurrent request with the same key won the insert; it is committed by now.
-            existing = await earlier_request(db, actor.principal, idempotency_key, digest)
-            if existing is None:
-                raise
-            return existing, False
-    await audit.append(db, actor, "delivery.queued", "delivery", row.id, queued_details(row))
-    return row, True
-
-
-def queued_details(row: Delivery) -> dict[str, Any]:
     return {
-        "session_id": row.session_id,
-        "kind": row.kind,
-        "phrase_key": row.phrase_key,
-        "version": row.version,
-        "locale": row.locale,
-        "sha256": row.sha256,
-        "priority": row.priority,
-        "interruptible": row.interruptible,
-        "status": row.status,
-        "reason": row.failure_reason,
+        "id": new_id(),
+        "session_id": session.id,
+        "kind": "phrase",
+        "greeting_policy": None,
+        "phrase_key": resolved.phrase.key,
+        "version": resolved.version.number,
+        "locale": resolved.locale,
+        "text": text,
+        "instructions": None,
+        "sha256": sha256_text(text),
+        "variables": body.variables,
+        "status": Status.QUEUED.value,
+        "priority": body.priority.value,
+        "interruptible": body.interruptible,
+        "attempts": 0,
+        "max_attempts": 1 if body.interruptible else max_plays,
+        "requested_by": actor.principal,
+        "requested_key_id": actor.key_id,
+        "idempotency_key": idempotency_key,
+        "request_hash": digest,
+        "requested_at": utcnow(),
     }
+
+
+def queued_details(row: Delivery | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``delivery.queued`` event's details, of a row or of its columns (``prepare``)."""
+    names = (
+        "session_id", "kind", "phrase_key", "version", "locale", "sha256", "priority",
+        "interruptible", "status",
+    )  # fmt: skip
+    if isinstance(row, Mapping):
+        details = {name: row[name] for name in names}
+        details["reason"] = row.get("failure_reason")
+    else:
+        details = {name: getattr(row, name) for name in names}
+        details["reason"] = row.failure_reason
+    return details
 
 
 def tracked_of(row: Delivery, *, greeting: bool = False) -> Tracked:

@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench.common import ROOT, UNLIMITED, Procs, cpu_seconds, free_port, machine_ticks, record
+from bench.common import ROOT, Procs, cpu_seconds, machine_ticks, record, start_serve
 
 RESOLVE_TARGET_RPS = 3000
 RESOLVE_TARGET_P99_MS = 20.0
@@ -96,23 +96,8 @@ async def database(kind: str, tmp: Path, admin_url: str) -> Any:
 async def start_service(
     procs: Procs, tmp: Path, url: str, admin: str
 ) -> tuple[asyncio.subprocess.Process, str]:
-    port = free_port()
-    env = {"COMPLIANCE_DATABASE_URL": url, "COMPLIANCE_BOOTSTRAP_ADMIN_KEY": admin, **UNLIMITED}
-    proc = await procs.start(
-        sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
-        env=env, log=tmp / "service.log",
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{base}/healthz") as response:
-                    if response.status == 200:
-                        return proc, base
-            if time.monotonic() > deadline or proc.returncode is not None:
-                raise RuntimeError(f"the service did not start; see {tmp / 'service.log'}")
-            await asyncio.sleep(0.2)
+    env = {"COMPLIANCE_DATABASE_URL": url, "COMPLIANCE_BOOTSTRAP_ADMIN_KEY": admin}
+    return await start_serve(procs, tmp, env)
 
 
 # --- seeding --------------------------------------------------------------------------------------

@@ -12,10 +12,13 @@ import os
 import platform
 import socket
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -159,3 +162,26 @@ def record(results: Path, command: str, body: str, title: str = "") -> None:
         )
     with results.open("a") as f:
         f.write(section)
+
+
+async def start_serve(
+    procs: Procs, tmp: Path, env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, str]:
+    """``python -m service serve`` on a free port with ``env`` (the limits off), once /healthz
+    answers; returns it and its base URL. Its log: ``tmp/service.log``."""
+    port = free_port()
+    proc = await procs.start(
+        sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
+        env={**env, **UNLIMITED}, log=tmp / "service.log",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{base}/healthz") as response:
+                    if response.status == 200:
+                        return proc, base
+            if time.monotonic() > deadline or proc.returncode is not None:
+                raise RuntimeError(f"the service did not start; see {tmp / 'service.log'}")
+            await asyncio.sleep(0.2)

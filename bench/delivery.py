@@ -48,13 +48,13 @@ from bench.common import (
     ROOT,
     Procs,
     cpu_seconds,
-    free_port,
     machine_ticks,
     percentile,
     read_line,
     record,
+    start_serve,
 )
-from bench.relay import QUERY, show_logs, split
+from bench.relay import QUERY, show_logs, split, upstream_env
 
 CREATE_TARGET_MS = 5.0  # response.create leaves the service within this of the request (p99)
 AUDIO_TARGET_MS = 5.0  # first audio at the agent: the simulator's own first audio plus this (p99)
@@ -301,30 +301,14 @@ async def start_service(
     procs: Procs, tmp: Path, upstream_url: str, database_url: str
 ) -> tuple[asyncio.subprocess.Process, str, str]:
     """The service on a free port; returns it, its base URL and an admin key."""
-    port, admin = free_port(), secrets.token_urlsafe(24)
+    admin = secrets.token_urlsafe(24)
     env = {
         "COMPLIANCE_DATABASE_URL": database_url,
         "COMPLIANCE_BOOTSTRAP_ADMIN_KEY": admin,
-        "COMPLIANCE_VOICELIVE_ENDPOINT": upstream_url.replace("ws://", "http://").removesuffix(
-            "/voice-live/realtime"
-        ),
-        "COMPLIANCE_VOICELIVE_API_KEY": "bench",
+        **upstream_env(upstream_url),
     }
-    proc = await procs.start(
-        sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
-        env=env, log=tmp / "service.log",
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{base}/healthz") as response:
-                    if response.status == 200:
-                        return proc, base, admin
-            if time.monotonic() > deadline or proc.returncode is not None:
-                raise RuntimeError(f"the service did not start; see {tmp / 'service.log'}")
-            await asyncio.sleep(0.2)
+    proc, base = await start_serve(procs, tmp, env)
+    return proc, base, admin
 
 
 async def approved_phrase(base: str, admin: str) -> str:

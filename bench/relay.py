@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -31,16 +30,15 @@ import aiohttp
 
 from bench.common import (
     ROOT,
-    UNLIMITED,
     Procs,
     cpu_seconds,
-    free_port,
     machine_ticks,
     percentile,
     pin,
     read_line,
     record,
     rss_bytes,
+    start_serve,
 )
 
 QUERY = "api-version=2026-04-10&model=gpt-realtime"
@@ -65,38 +63,27 @@ async def start_upstream(procs: Procs, tmp: Path, name: str) -> tuple[Any, str, 
     return proc, await read_line(proc, 30), out
 
 
+def upstream_env(upstream_url: str) -> dict[str, str]:
+    """The service's settings for an upstream at ``upstream_url`` (a bench simulator)."""
+    endpoint = upstream_url.replace("ws://", "http://").removesuffix("/voice-live/realtime")
+    return {"COMPLIANCE_VOICELIVE_ENDPOINT": endpoint, "COMPLIANCE_VOICELIVE_API_KEY": "bench"}
+
+
 async def start_service(procs: Procs, tmp: Path, upstream_url: str) -> tuple[Any, str, str]:
-    port, admin = free_port(), secrets.token_urlsafe(24)
+    admin = secrets.token_urlsafe(24)
     env = {
         "COMPLIANCE_DATABASE_URL": f"sqlite:///{tmp / 'service.db'}",
         "COMPLIANCE_BOOTSTRAP_ADMIN_KEY": admin,
-        "COMPLIANCE_VOICELIVE_ENDPOINT": upstream_url.replace("ws://", "http://").removesuffix(
-            "/voice-live/realtime"
-        ),
-        "COMPLIANCE_VOICELIVE_API_KEY": "bench",
-        **UNLIMITED,
+        **upstream_env(upstream_url),
     }
-    proc = await procs.start(
-        sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
-        env=env, log=tmp / "service.log",
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    proc, base = await start_serve(procs, tmp, env)
     async with aiohttp.ClientSession() as http:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{base}/healthz") as response:
-                    if response.status == 200:
-                        break
-            if time.monotonic() > deadline or proc.returncode is not None:
-                raise RuntimeError(f"the service did not start; see {tmp / 'service.log'}")
-            await asyncio.sleep(0.2)
         body = {"principal": "bench-agent", "roles": ["agent"]}
         async with http.post(f"{base}/v1/api-keys", json=body, headers={"api-key": admin}) as r:
             r.raise_for_status()
             key: str = (await r.json())["key"]
         # One relayed session first, so that what a first session loads is not counted per session.
-        url = f"ws://127.0.0.1:{port}/voice-live/realtime?{QUERY}"
+        url = f"{base.replace('http://', 'ws://')}/voice-live/realtime?{QUERY}"
         async with http.ws_connect(url, headers={"api-key": key}, compress=0) as ws:
             await asyncio.wait_for(ws.receive(), 30)
     return proc, url, key

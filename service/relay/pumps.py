@@ -104,7 +104,17 @@ async def upstream_to_client(
             reason = message.extra if isinstance(message.extra, str) else ""
             return Ending("upstream", code, reason or "")
         else:  # ERROR
-            return Ending("upstream", 1006, "the upstream connection failed")
+            return _upstream_error(message.data)
+
+
+def _upstream_error(error: object) -> Ending:
+    """Why the upstream's socket failed. A message over ``relay_max_message_bytes`` is refused by
+    the relay (aiohttp has told the upstream 1009 already), not lost by the upstream; the agent
+    gets 1011, since nothing it sent was too big."""
+    too_big = aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    if isinstance(error, aiohttp.WebSocketError) and error.code == too_big:
+        return Ending("relay", 1011, f"the upstream sent a message over the relay's limit: {error}")
+    return Ending("upstream", 1006, "the upstream connection failed")
 
 
 async def client_to_upstream(

@@ -40,7 +40,10 @@ Knobs (``SimulatorConfig``): ``host``, ``port``, ``api_key``, ``refuse_connectio
 ``max_text_chars``, ``generated_reply``, ``default_model``, ``record_audio``,
 ``max_message_bytes``, ``stamp_events`` (send times in ``event_id``s, one-way latencies of
 stamped caller audio in ``sim.latencies``, and when each ``response.create`` arrived and its first
-audio left in ``sim.response_timings``, for benchmarks).
+audio left in ``sim.response_timings``, for benchmarks). For fault tests: ``mute_after_events``
+(a stall: nothing more is sent, everything is still read), ``deaf_after_messages`` (nothing more
+is read, so the client's writes back up; ``stop`` cuts such a connection at once), and
+``inject_after_events`` with ``inject_frames`` (garbage: text or binary frames sent as they are).
 
 Use: ``async with Simulator(SimulatorConfig(speed=0)) as sim:`` then the SDK's
 ``connect(endpoint=sim.endpoint, ...)``; ``sim.sessions`` records what each connection sent and

@@ -33,6 +33,28 @@ class SimulatorConfig:
     """How ``drop_after_events`` drops: False sends a close frame (1011), True cuts the TCP
     connection without one, like a network failure."""
 
+    mute_after_events: int | None = None
+    """Go silent right after sending this many server events: the connection stays open and
+    client events are still read and handled, but nothing more is sent (later events are
+    dropped, counted in ``SimulatorSession.events_muted``), as a stalled backend behind a live
+    front end would. Pings are still answered."""
+
+    deaf_after_messages: int | None = None
+    """Stop reading the connection right after receiving this many client messages (audio
+    included): nothing more is handled, and once the socket's buffers fill the client's writes
+    wait, as behind an upstream whose reader hung. The connection stays open until the client
+    or ``Simulator.stop`` (which cuts it) ends it."""
+
+    inject_after_events: int | None = None
+    """Send ``inject_frames`` right after sending this many server events (``session.created``
+    counts as the first); None sends them never."""
+
+    inject_frames: tuple[str | bytes, ...] = ()
+    """Frames sent as they are, once, where ``inject_after_events`` says: garbage a broken
+    upstream could send (text that is not JSON, JSON that is no event, events of unknown types,
+    known events with missing or mistyped fields, binary frames). ``str`` goes as a text frame,
+    ``bytes`` as a binary frame; neither counts as a server event."""
+
     echo_metadata: bool = True
     """Echo ``response.create``'s ``metadata`` in ``response.created``/``response.done``. Whether
     the live service does is unverified; set False to test the other answer."""
@@ -89,6 +111,12 @@ class SimulatorConfig:
             problems.append("port must be 0..65535")
         if self.drop_after_events is not None and self.drop_after_events < 1:
             problems.append("drop_after_events must be at least 1")
+        for name in ("mute_after_events", "deaf_after_messages", "inject_after_events"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name} must be at least 1")
+        if self.inject_frames and self.inject_after_events is None:
+            problems.append("inject_frames needs inject_after_events")
         if self.answer_delay < 0:
             problems.append("answer_delay must not be negative")
         if self.speed < 0:

@@ -80,6 +80,9 @@ class Simulator:
         server, self._server = self._server, None
         if server is None:
             return
+        for session in self.sessions:
+            if session.deaf:  # it would never read the close frame: cut it at once
+                session.drop(abrupt=True)
         server.close()
         await server.wait_closed()
 

@@ -134,6 +134,14 @@ class SimulatorSession:
         self.received_audio = bytearray()
         """Caller audio, kept only when ``config.record_audio``."""
         self.events_sent = 0
+        self.events_muted = 0
+        """Server events not sent because of ``config.mute_after_events``."""
+        self.frames_injected = 0
+        """Frames of ``config.inject_frames`` sent."""
+        self.messages_received = 0
+        """Client messages read off the socket, audio included."""
+        self.deaf = False
+        """Reading stopped (``config.deaf_after_messages``)."""
         self.closed = asyncio.Event()
 
         self._ws = connection
@@ -174,8 +182,17 @@ class SimulatorSession:
         """Serve the connection until it closes; then stop the response in progress."""
         try:
             await self._emit(events.session_created(self.session))
+            deaf_after = self.config.deaf_after_messages
             async for message in self._ws:
+                self.messages_received += 1
                 await self._receive(message)
+                if deaf_after is not None and self.messages_received >= deaf_after:
+                    # Read nothing more: the client's frames pile up in the socket's buffers
+                    # until its writes wait. Only a cut (``drop``) or the client's own
+                    # hang-up, noticed when the server stops, ends this.
+                    self.deaf = True
+                    await self._ws.wait_closed()
+                    break
         except (SessionClosed, ConnectionClosed):
             pass
         finally:
@@ -215,12 +232,18 @@ class SimulatorSession:
                         timing.first_audio_ns = now
             else:
                 event_id = events.new_id("event")
+            mute_after = self.config.mute_after_events
+            if mute_after is not None and self.events_sent >= mute_after:
+                self.events_muted += 1
+                return
             try:
                 await self._ws.send(json.dumps({"event_id": event_id, **event}))
             except ConnectionClosed as exc:
                 self._closing = True
                 raise SessionClosed from exc
             self.events_sent += 1
+            if self.events_sent == self.config.inject_after_events:
+                await self._inject()
             limit = self.config.drop_after_events
             if limit is not None and self.events_sent >= limit:
                 self.drop(
@@ -228,6 +251,16 @@ class SimulatorSession:
                     abrupt=self.config.drop_abruptly,
                 )
                 raise SessionClosed
+
+    async def _inject(self) -> None:
+        """Send ``config.inject_frames`` as they are (called holding the send lock)."""
+        for frame in self.config.inject_frames:
+            try:
+                await self._ws.send(frame)
+            except ConnectionClosed as exc:
+                self._closing = True
+                raise SessionClosed from exc
+            self.frames_injected += 1
 
     async def _receive(self, message: str | bytes) -> None:
         received = self._received_ns = time.monotonic_ns()

@@ -59,8 +59,7 @@ async def live(
             auto_migrate=False,
             voicelive_endpoint=simulator.endpoint,
             voicelive_api_key=SecretStr("upstream-key"),
-            delivery_answer_timeout=5.0,
-            **{**GENEROUS_LIMITS, **live_settings},  # type: ignore[arg-type]
+            **{"delivery_answer_timeout": 5.0, **GENEROUS_LIMITS, **live_settings},  # type: ignore[arg-type]
         )
         app = create_app(settings)
         async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:

@@ -19,12 +19,17 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from service.connector import protocol as p
+from service.deliveries.conductor import member
 from service.deliveries.engine import SessionEngine, TransportClosed
 from service.deliveries.tracking import METADATA_KEY
 
 log = logging.getLogger("service.attached")
 
 HELLO_TIMEOUT = 10.0  # seconds a new control connection has to say hello
+
+
+class TrackingFailed(Exception):
+    """Processing a valid report raised: a defect of the service, not of the agent."""
 
 
 class ProtocolViolation(ValueError):
@@ -120,6 +125,11 @@ class ControlChannel:
             await self._read(websocket)
         except WebSocketDisconnect:
             pass
+        except TrackingFailed as exc:
+            # As the relay does: the session ends with a reason rather than the connector
+            # resending the same report into the same fault after every reconnect.
+            log.error("session %s: a report could not be processed", self.session_id, exc_info=exc)
+            await self.end("internal error in the service while tracking the session")
         except ValueError as exc:
             log.warning("session %s: control frame refused: %s", self.session_id, exc)
             await _close(websocket, p.CLOSE_PROTOCOL, str(exc)[:120])
@@ -174,7 +184,12 @@ class ControlChannel:
                     self._received = seq
                     await self.end(_ending(message))
                     return
-                await self._process(op, message)
+                try:
+                    await self._process(op, message)
+                except ProtocolViolation:
+                    raise
+                except Exception as exc:  # a fault of ours: sent again, it would fail again
+                    raise TrackingFailed from exc
                 self._received = seq
                 async with self._write:
                     await self._send(websocket, p.frame(p.ACK, seq=seq))
@@ -235,7 +250,7 @@ def _delivery_of(event: dict[str, Any]) -> str | None:
     """The delivery a ``response.create`` of ours speaks, from its metadata."""
     if event.get("type") != "response.create":
         return None
-    metadata = (event.get("response") or {}).get("metadata") or {}
+    metadata = member(member(event, "response"), "metadata")
     delivery = metadata.get(METADATA_KEY)
     return delivery if isinstance(delivery, str) else None
 

@@ -47,6 +47,13 @@ BYTES_PER_MS = {
 }
 
 
+def member(event: dict[str, Any], name: str) -> dict[str, Any]:
+    """An event's object member, or an empty one: an upstream may send a known event with a
+    member of another type (a string, a list), and a mistyped event must not end the session."""
+    value = event.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 class Conductor:
     """One session's delivery queue and its view of the conversation."""
 
@@ -209,15 +216,15 @@ class Conductor:
             self.ready = True
             return self.pump(now)
         if kind == "session.updated":
-            fmt = (event.get("session") or {}).get("output_audio_format")
+            fmt = member(event, "session").get("output_audio_format")
             if isinstance(fmt, str):
                 self.bytes_per_ms = BYTES_PER_MS.get(fmt, self.bytes_per_ms)
             return []
         if kind == "response.created":
-            return self._response_created(event.get("response") or {}, now)
+            return self._response_created(member(event, "response"), now)
         if kind == "response.output_item.added":
             owner = self._owner_of(event.get("response_id"))
-            item = (event.get("item") or {}).get("id")
+            item = member(event, "item").get("id")
             if owner is not None and isinstance(item, str) and owner.current is not None:
                 owner.item_id = owner.current.item_id = item
                 self.by_item[item] = owner
@@ -225,10 +232,11 @@ class Conductor:
         if kind == "response.audio_transcript.done":
             owner = self._owner_of(event.get("response_id"))
             if owner is not None:
-                owner.transcript = event.get("transcript")
+                transcript = event.get("transcript")
+                owner.transcript = transcript if isinstance(transcript, str) else None
             return []
         if kind == "response.done":
-            return self._response_done(event.get("response") or {}, now, mono)
+            return self._response_done(member(event, "response"), now, mono)
         if kind == "conversation.item.truncated":
             item, end = event.get("item_id"), event.get("audio_end_ms")
             if isinstance(item, str) and isinstance(end, int):
@@ -241,7 +249,7 @@ class Conductor:
             self.user_speaking = False
             return self.pump(now)
         if kind == "error":
-            return self._error(event.get("error") or {}, now)
+            return self._error(member(event, "error"), now)
         return []
 
     def on_audio(self, audio_bytes: int, now: datetime, mono: float) -> list[Effect]:
@@ -349,7 +357,7 @@ class Conductor:
         cancel_reason: str | None,
     ) -> list[Effect]:
         status = response.get("status")
-        details = response.get("status_details") or {}
+        details = member(response, "status_details")
         heard = round(owner.audio_ms)
         if owner.audio_began is not None:  # real-time playback: no more than the time elapsed
             heard = min(heard, round((mono - owner.audio_began) * 1000))
@@ -370,7 +378,7 @@ class Conductor:
             else:
                 why = cancel_reason or f"cancelled ({reason or 'no reason given'})"
             return self._interrupted(owner, now, why, heard)
-        error = details.get("error") or {}
+        error = member(details, "error")
         why = f"the response ended {status}" + (
             f": {details.get('reason') or error.get('code') or error.get('message')}"
             if details

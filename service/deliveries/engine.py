@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.deliveries.conductor import Conductor
+from service.deliveries.conductor import Conductor, member
 from service.deliveries.recorder import (
     Entry,
     Job,
@@ -181,7 +181,7 @@ class SessionEngine:
         await self._execute(self.conductor.on_server_event(event, utcnow(), time.monotonic()))
         kind = event.get("type")
         if kind == "session.created" and self.voicelive_session_id is None:
-            voicelive_id = (event.get("session") or {}).get("id")
+            voicelive_id = member(event, "session").get("id")
             if isinstance(voicelive_id, str):
                 self.voicelive_session_id = voicelive_id
                 session_id = self.session_id

@@ -212,3 +212,30 @@ class TestAShortResumeTimeout:
             record = await live.until_delivery(queued["id"], "completed", "expired", "failed")
             assert len(creates_of(upstream_of(live, agent), FIRST)) == 1
         assert record["status"] == "completed"
+
+
+async def test_a_report_the_service_fails_on_ends_the_session_instead_of_looping(
+    live: Live, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A defect of the service while it tracks a report (injected here: the only way to have
+    one) ends the session with a reason, as the relay does. Before, the connector sent the same
+    report again after every reconnect, into the same fault, for as long as the agent lasted."""
+    from service.deliveries.engine import SessionEngine
+
+    tracked = SessionEngine.server_event
+
+    async def failing(self: SessionEngine, event: dict[str, object]) -> None:
+        if event.get("type") == "response.created":
+            raise RuntimeError("a defect")
+        await tracked(self, event)
+
+    monkeypatch.setattr(SessionEngine, "server_event", failing)
+    await live.approved_phrase("first", FIRST)
+    async with Proxy(live.base_url) as proxy, attached_agent(live, service_url=proxy.url) as agent:
+        queued = await live.deliver(agent.session_id, "first")
+        session = await until_closed(live, agent.session_id)
+        assert proxy.forwarded == 1  # the one control connection: no reconnect after it
+    assert session["end_reason"] == "internal error in the service while tracking the session"
+    record = await live.until_delivery(queued["id"], "failed", "expired", "interrupted")
+    assert record["failure_reason"]
+    assert "a report could not be processed" in caplog.text  # the operator gets the cause

@@ -136,16 +136,6 @@ class TestIncompleteEvents:
         await audit_verifies(live)
 
 
-MISTYPED_BUG = (
-    "BUG (service/deliveries): Conductor.on_server_event reads nested members with "
-    "`(event.get(name) or {}).get(...)`, so a known event whose member is not an object raises "
-    "AttributeError. Relay: the session ends as 'internal error in the relay' (1011) and the "
-    "phrase fails. Attached: the report crashes the control channel's handler (a traceback), "
-    "the connector resends it on reconnect, and so on forever; the phrase stays 'speaking' until "
-    "the agent detaches"
-)
-
-
 @relay_only
 class TestMistypedEventsRelayed:
     """Each mistyped event on its own, so that a partial fix shows which are left."""
@@ -154,7 +144,6 @@ class TestMistypedEventsRelayed:
     def simulator_config(self, request: pytest.FixtureRequest) -> SimulatorConfig:
         return injecting((request.param,), MID_PHRASE_SDK)
 
-    @pytest.mark.xfail(strict=True, reason=MISTYPED_BUG)
     async def test_a_known_event_with_mistyped_fields_does_not_end_the_session(
         self, live: Live, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -172,7 +161,6 @@ class TestMistypedEventsAttached:
     def simulator_config(self) -> SimulatorConfig:
         return injecting(MISTYPED, MID_PHRASE_SDK)
 
-    @pytest.mark.xfail(strict=True, reason=MISTYPED_BUG)
     async def test_known_events_with_mistyped_fields_do_not_end_the_session(
         self, live: Live, caplog: pytest.LogCaptureFixture
     ) -> None:

@@ -95,6 +95,9 @@ async def upstream_to_client(
                     await engine.audio(audio_delta_bytes(frame))
             elif event is not None:
                 await engine.server_event(event)
+            # Hold nothing of the last frame while waiting for the next: an idle session would
+            # keep its session.created (several KB, text and parsed) for as long as it lasts.
+            del frame, event
         elif kind is aiohttp.WSMsgType.BINARY:
             stalls.to_agent = time.monotonic()
             await send({"type": "websocket.send", "bytes": message.data})
@@ -105,6 +108,7 @@ async def upstream_to_client(
             return Ending("upstream", code, reason or "")
         else:  # ERROR
             return _upstream_error(message.data)
+        del message
 
 
 def _upstream_error(error: object) -> Ending:
@@ -168,6 +172,7 @@ async def client_to_upstream(
                 stalls.to_upstream = time.monotonic()
                 await upstream.send_bytes(message.get("bytes") or b"")
             stalls.to_upstream = None
+            del message, text  # as upstream_to_client: nothing of the last frame while waiting
     except (ConnectionError, aiohttp.ClientError):
         return Ending("upstream", upstream.close_code or 1006, "the upstream connection was lost")
     finally:

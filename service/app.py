@@ -26,6 +26,7 @@ from service.kit import migrate
 from service.kit.db import create_engine, create_sessionmaker
 from service.kit.errors import install_problem_handlers
 from service.kit.limits import BodySizeLimit, RefuseNulInUrl
+from service.kit.openapi import install_openapi
 from service.kit.requests import RequestContext
 from service.operations.router import router as operations_router
 from service.phrases.router import router as phrases_router
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
+    install_openapi(app, authentication=authenticated)  # every problem answer, documented
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNulInUrl)
     if settings.cors_origins:  # closed unless named: a browser page elsewhere may not call us

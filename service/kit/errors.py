@@ -195,6 +195,18 @@ def _allowed_methods(request: Request) -> str:
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers 400 for a JSON body it cannot decode as text; a malformed body is a
+        # 422 like every other (it parses invalid JSON into one already).
+        error = {"loc": ["body"], "msg": "the body is not UTF-8 text", "type": "unicode_decode"}
+        return problem_response(
+            422,
+            "validation-error",
+            "Request validation failed",
+            "body: the body is not UTF-8 text",
+            instance=request.url.path,
+            errors=[error],
+        )
     status = HTTPStatus(exc.status_code)
     slug = _HTTP_SLUGS.get(exc.status_code, "http-error")
     headers = dict(exc.headers or {})

@@ -8,8 +8,9 @@ every route, the problem answers are derived here, once, from what each route is
   limit, with ``Retry-After``) and 503 (the database is unavailable, with ``Retry-After``); the
   document also names the two ways a key is presented (``securitySchemes``);
 - a dependency of its own looks at the caller (a role check): 403;
-- path parameters: 404; a request body: 413, and 400 where FastAPI parses it (its answer to bytes
-  that are not UTF-8); an ``If-Match`` header: 412, and where it is required (428) it says so;
+- path parameters: 404; a request body: 413 (a body that is not UTF-8 is a 422 like any other
+  malformed body, see ``kit.errors``); an ``If-Match`` header: 412, and where it is required
+  (428) it says so;
 - any request: 422, for a parameter or body that fails validation and for a URL with U+0000;
 
 plus ``OPERATION_ANSWERS``, what the rules of single operations add (409 conflicts and the like).
@@ -131,7 +132,6 @@ _HEADERS: dict[int, dict[str, Any]] = {
 
 # What each status means wherever the shape of a route implies it.
 _GENERIC: dict[int, str] = {
-    400: "The body could not be read as JSON text (it is not UTF-8).",
     401: "No API key, or one that is unknown or revoked.",
     403: "The key does not hold a role this operation needs.",
     404: "Nothing is known by the identifier in the path.",
@@ -206,7 +206,6 @@ def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
 def _implied(
     operation: dict[str, Any],
     dependant: Dependant,
-    parses_json_body: bool,
     authentication: Callable[..., Any],
 ) -> dict[int, str]:
     """The problem answers the shape of one operation implies."""
@@ -227,8 +226,6 @@ def _implied(
         statuses.add(422)
     if "requestBody" in operation:
         statuses.add(413)
-    if parses_json_body:
-        statuses.add(400)
     if any(p["in"] == "header" and p["name"].lower() == "if-match" for p in parameters):
         statuses.add(412)
     return {status: _GENERIC[status] for status in statuses}
@@ -258,8 +255,7 @@ def _describe(
             operation = paths.get(route.path_format or "", {}).get(method.lower())
             if operation is None:
                 continue  # HEAD, or a route left out of the schema
-            parses_json_body = getattr(route, "body_field", None) is not None
-            answers = _implied(operation, dependant, parses_json_body, authentication)
+            answers = _implied(operation, dependant, authentication)
             answers.update(OPERATION_ANSWERS.get(operation_id, {}))
             if 428 in answers:  # the service answers 428 rather than 422 when it is missing
                 for parameter in operation.get("parameters", []):

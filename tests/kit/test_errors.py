@@ -71,6 +71,19 @@ class TestValidationErrors:
         assert body["errors"][0]["type"] == "json_invalid"
         assert await phrase_keys(api) == []
 
+    async def test_a_body_that_is_not_utf8_is_422_and_creates_nothing(self, api: Api) -> None:
+        response = await api.http.post(
+            "/v1/phrases",
+            content=b"\xff\xfe{",
+            headers={**api.as_("alice"), "content-type": "application/json"},
+        )
+
+        body = assert_problem(response, 422, "validation-error")
+        assert body["errors"] == [
+            {"loc": ["body"], "msg": "the body is not UTF-8 text", "type": "unicode_decode"}
+        ]
+        assert await phrase_keys(api) == []
+
     async def test_wrong_field_types_are_422_naming_each_field(self, api: Api) -> None:
         body = {"key": 5, "title": ["x"], "category": "gossip", "default_locale": "en"}
 

@@ -74,24 +74,26 @@ def client_address(connection: HTTPConnection) -> str:
 
 
 async def identify(connection: HTTPConnection, key: str) -> Caller:
-    """Who holds ``key``; else 401, counted against the client's address. An address past its
-    limit of unknown keys gets 429 without a lookup for any key that has not just authenticated
-    (held in the key cache), so keys cannot be guessed faster than that limit from one address,
-    whatever the answers."""
+    """Who holds ``key``; else 401, counted against the client's address. A key that has not
+    just authenticated (held in the key cache) takes one of the address's tokens for its lookup,
+    given back if it authenticates: an address past its limit gets 429 without a lookup, however
+    many requests it sends at once, so keys cannot be guessed faster than that limit from one
+    address, whatever the answers."""
     state = connection.app.state
     failures = limits(state).failures
     address = client_address(connection)
     key_hash = service.hash_key(key)
-    wait = failures.wait(address)
-    if wait and key_cache(state).held(key_hash) is None:
+    known = key_cache(state).held(key_hash) is not None
+    if not known and (wait := failures.take(address)):
         raise RateLimited(
             "too many unknown or revoked API keys were presented from this address",
             retry_after=retry_after_seconds(wait),
         )
     caller = await caller_of_hash(state, key_hash)
     if caller is None:
-        failures.take(address)
         raise Unauthenticated("the API key is unknown or revoked")
+    if not known:
+        failures.give_back(address)
     return caller
 
 

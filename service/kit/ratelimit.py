@@ -79,6 +79,16 @@ class RateLimit:
             self._sweep(now)
         return 0.0
 
+    def give_back(self, key: str) -> None:
+        """Undo one ``take`` that was counted: what it counted turned out not to count."""
+        tat = self._tat.get(key)
+        if tat is not None:
+            tat -= self._interval
+            if tat > self._clock():
+                self._tat[key] = tat
+            else:
+                del self._tat[key]
+
     def _over(self, tat: float, now: float) -> float:
         over = tat - now - self._tolerance
         return over if over > _SLACK else 0.0

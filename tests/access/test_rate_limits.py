@@ -65,6 +65,17 @@ class TestRateLimit:
         assert limit.take("k") == 0.0
         assert limit.refused == 100
 
+    def test_a_token_given_back_is_as_if_never_taken(self) -> None:
+        clock = Clock()
+        limit = RateLimit(per_second=1, burst=2, clock=clock)
+        assert [limit.take("k"), limit.take("k")] == [0, 0]
+        assert limit.take("k") > 0
+        limit.give_back("k")
+        assert limit.take("k") == 0
+        limit.give_back("k")
+        limit.give_back("k")
+        assert len(limit) == 0  # back to a key never seen: forgotten
+
     def test_wait_looks_without_counting(self) -> None:
         clock = Clock()
         limit = RateLimit(per_second=1, burst=2, clock=clock)
@@ -274,6 +285,17 @@ class TestUnknownKeysPerAddress:
         # Another address is not held back.
         assert_problem(await elsewhere.get("/v1/phrases", headers=self.BAD), 401)
         assert (await elsewhere.get("/v1/phrases", headers=api.as_("carol"))).status_code == 200
+
+    async def test_guesses_sent_all_at_once_are_held_to_the_burst(
+        self, api: Api, app: FastAPI
+    ) -> None:
+        """Each lookup is counted before it is made: guesses in flight together cannot all pass
+        the check before the first failure is counted."""
+        limit_app(app, auth_failure_limit_per_second=0.5, auth_failure_limit_burst=3)
+        guesses = [auth(f"cms_guess-{n:02d}") for n in range(60)]
+        answers = await asyncio.gather(*(api.http.get("/v1/phrases", headers=g) for g in guesses))
+        statuses = sorted(r.status_code for r in answers)
+        assert statuses == [401] * 3 + [429] * 57
 
     async def test_valid_keys_do_not_count_as_failures(self, api: Api, app: FastAPI) -> None:
         limit_app(app, auth_failure_limit_per_second=0.5, auth_failure_limit_burst=1)

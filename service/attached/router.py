@@ -19,7 +19,7 @@ from service.deliveries.errors import SessionElsewhere, SessionNotLive
 from service.greetings.service import policy_for_session
 from service.kit.db import DB
 from service.kit.errors import ProblemError
-from service.kit.sockets import deny_problem
+from service.kit.sockets import deny_problem, refused_while_the_database_is_down
 from service.sessions import service as sessions
 from service.sessions.lifecycle import finish, start_engine
 from service.sessions.models import LiveSession
@@ -98,6 +98,11 @@ def control_channel_of(session: LiveSession, engine: SessionEngine | None) -> Co
 
 async def control_endpoint(websocket: WebSocket) -> None:
     """The control WebSocket of one attached session, for the key that registered it."""
+    async with refused_while_the_database_is_down(websocket):
+        await _control(websocket)
+
+
+async def _control(websocket: WebSocket) -> None:
     caller = await websocket_caller(websocket)
     if isinstance(caller, ProblemError):
         await deny_problem(websocket, caller)

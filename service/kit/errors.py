@@ -56,6 +56,23 @@ class Conflict(ProblemError):
     title = "Conflict"
 
 
+class DatabaseUnavailable(ProblemError):
+    """The database could not be reached or used (``database_unreachable``): nothing of the
+    request was written; worth retrying."""
+
+    status = 503
+    slug = "database-unavailable"
+    title = "The database is unavailable"
+
+    def __init__(
+        self,
+        detail: str = (
+            "The service cannot reach its database right now; nothing was changed. Retry later."
+        ),
+    ) -> None:
+        super().__init__(detail, headers={"Retry-After": "5"})
+
+
 class Unauthenticated(ProblemError):
     status = 401
     slug = "unauthenticated"
@@ -254,14 +271,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
             request.url.path,
             type(exc).__name__,
         )
-        return problem_response(
-            503,
-            "database-unavailable",
-            "The database is unavailable",
-            "The service cannot reach its database right now; nothing was changed. Retry later.",
-            instance=request.url.path,
-            headers={"Retry-After": "5"},
-        )
+        return await _on_problem(request, DatabaseUnavailable())
     # The traceback goes to the log; the client gets no internals.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(

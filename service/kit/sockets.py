@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
-from service.kit.errors import ProblemError, problem_response
+from service.kit.errors import (
+    DatabaseUnavailable,
+    ProblemError,
+    database_unreachable,
+    problem_response,
+)
+
+log = logging.getLogger("service.errors")
 
 # Without the denial extension a close code is all a refusal can say.
-_CLOSE_CODES = {401: 1008, 403: 1008, 429: 1013}  # 1013: try again later
+_CLOSE_CODES = {401: 1008, 403: 1008, 429: 1013, 503: 1013}  # 1013: try again later
 
 
 async def deny(
@@ -41,3 +51,21 @@ async def deny_problem(websocket: WebSocket, problem: ProblemError) -> None:
         headers=problem.headers,
         **problem.extra,
     )
+
+
+@contextlib.asynccontextmanager
+async def refused_while_the_database_is_down(websocket: WebSocket) -> AsyncIterator[None]:
+    """Until the socket is accepted, a database that cannot be reached refuses the client with
+    the 503 (and ``Retry-After``) an HTTP request gets, instead of a bare 500; afterwards the
+    error goes on as it is (the session's own end handles it)."""
+    try:
+        yield
+    except Exception as exc:
+        if websocket.application_state is not WebSocketState.CONNECTING:
+            raise
+        if not database_unreachable(exc):
+            raise
+        log.warning(
+            "database unavailable on WebSocket %s: %s", websocket.url.path, type(exc).__name__
+        )
+        await deny_problem(websocket, DatabaseUnavailable())

@@ -28,7 +28,7 @@ from service.deliveries.engine import TransportClosed
 from service.greetings.errors import GreetingPolicyNotFound
 from service.greetings.service import policy_for_session
 from service.kit.errors import ProblemError, RateLimited
-from service.kit.sockets import deny, deny_problem
+from service.kit.sockets import deny, deny_problem, refused_while_the_database_is_down
 from service.relay.frames import connect_request
 from service.relay.pumps import Ending, relay
 from service.relay.upstream import Upstream, UpstreamUnavailable
@@ -69,6 +69,11 @@ class RelayTransport:
 
 
 async def relay_endpoint(websocket: WebSocket, receive: Receive, send: Send) -> None:
+    async with refused_while_the_database_is_down(websocket):
+        await _relay(websocket, receive, send)
+
+
+async def _relay(websocket: WebSocket, receive: Receive, send: Send) -> None:
     state = websocket.app.state
     caller = await websocket_caller(websocket, what="an agent API key", in_query=True)
     if isinstance(caller, ProblemError):

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -28,7 +29,7 @@ from tests.conftest import backend
 from tests.faults.support import FINAL, audit_verifies
 from tests.helpers import ADMIN_KEY, Api, assert_problem
 from tests.live.conftest import GENEROUS_LIMITS
-from tests.live.harness import Live, response_creates, upstream_of
+from tests.live.harness import Live, response_creates, upstream_of, ws_url
 from tests.proxy import Proxy
 
 pytestmark = pytest.mark.skipif(
@@ -192,3 +193,26 @@ async def test_a_delivery_request_cut_off_is_never_spoken(
         assert record["status"] == "completed"
         assert len(response_creates(upstream)) == 1
     await audit_verifies(live)
+
+
+async def test_sessions_opened_while_the_database_is_down_are_refused_with_503(
+    cut_live: tuple[Live, Proxy],
+) -> None:
+    """A relay handshake (and an attached session's control handshake) gets the 503 and
+    Retry-After an HTTP request gets, before any WebSocket or upstream session opens; not a bare
+    500 with an error in the log."""
+    live, proxy = cut_live
+    agent = live.api.keys["agent-1"]
+    registered = await live.api.http.post("/v1/sessions", json={}, headers=live.api.as_("agent-1"))
+    assert registered.status_code == 201, registered.text
+    control_url = registered.json()["control_url"]
+    proxy.refuse()
+    async with aiohttp.ClientSession() as http:
+        for url in (ws_url(live), control_url):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+                await http.ws_connect(url, headers={"api-key": agent})
+            assert caught.value.status == 503, url
+            assert caught.value.headers is not None
+            assert caught.value.headers["retry-after"] == "5"
+    assert live.simulator.sessions == []  # nothing was opened upstream
+    proxy.restore()

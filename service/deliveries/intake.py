@@ -93,6 +93,7 @@ class Intake:
             maker = self._maker()
             assert maker is not None
             self._task = asyncio.create_task(self._run(maker), name="delivery intake")
+            self._task.add_done_callback(self._abandon)
         await admission.future
 
     async def _run(self, maker: async_sessionmaker[AsyncSession]) -> None:
@@ -104,6 +105,13 @@ class Intake:
                 for admission in batch:
                     admission.future.cancel()
                 raise
+
+    def _abandon(self, writer: asyncio.Task[None]) -> None:
+        """The writer stopped without emptying the queue (cancelled, perhaps before it ever
+        ran): what waits in it is cancelled too, rather than waiting for ever."""
+        if writer.cancelled() or writer.exception() is not None:
+            while self._queue:
+                self._queue.popleft().future.cancel()
 
     async def _write(self, maker: async_sessionmaker[AsyncSession], batch: list[Admission]) -> None:
         try:

@@ -122,3 +122,21 @@ class TestGroupCommit:
         async with asyncio.timeout(5):
             await sent_anyway.wait()
         assert await stored(maker, "dlv_gone")
+
+    async def test_when_the_intake_stops_no_request_is_left_waiting(self, app: FastAPI) -> None:
+        """The app stopping cancels the intake's writer: every request still waiting in its
+        queue is cancelled too, rather than waiting for an answer that never comes."""
+        maker = maker_of(app)
+        session_id = await live_session_with(maker)
+        intake = intake_for(maker)
+        requests = [
+            asyncio.create_task(intake.admit(Admission(AGENT, values(session_id, f"dlv_{n}"))))
+            for n in range(6)
+        ]
+        await asyncio.sleep(0)  # the first is being written; the others wait in the queue
+        writer = intake._task
+        assert writer is not None
+        writer.cancel()
+        async with asyncio.timeout(5):
+            results = await asyncio.gather(*requests, return_exceptions=True)
+        assert all(r is None or isinstance(r, asyncio.CancelledError) for r in results), results

@@ -100,6 +100,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="EXPORT",
         help="verify this file of `audit export` instead of the database (no database needed)",
     )
+    verify.add_argument(
+        "--signed-through",
+        type=int,
+        metavar="SEQ",
+        help="fail unless a good checkpoint vouches for event SEQ or later (the newest signed "
+        "event you have seen before, e.g. in an earlier export: checkpoints removed since are "
+        "then found). With --public-key and no --signed-through, a chain that is not empty "
+        "fails when no checkpoint at all vouches for it",
+    )
     audit_export = audit_sub.add_parser(
         "export", help="write every event and checkpoint to FILE (JSON Lines; - = stdout)"
     )
@@ -233,8 +242,35 @@ def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
             "give --public-key",
             file=sys.stderr,
         )
+    result = _signed_far_enough(result, args.signed_through, explicit_keys=bool(given))
     print(json.dumps(dataclasses.asdict(result), indent=2))
     return 0 if result.ok else 1
+
+
+def _signed_far_enough(
+    result: Verification, signed_through: int | None, *, explicit_keys: bool
+) -> Verification:
+    """An intact chain is not enough for an auditor who holds the key: someone able to delete
+    the checkpoints could rewrite the chain behind them. It must be signed as far as they know
+    it was (``signed_through``), or, with keys given, signed at all."""
+    if not result.ok:
+        return result
+    signed = result.last_signed_seq
+    if signed_through is not None:
+        if signed is None or signed < signed_through:
+            reached = "no event" if signed is None else f"event {signed}"
+            problem = (
+                f"a good checkpoint vouches for {reached}, but event {signed_through} was signed "
+                "before (--signed-through): checkpoints were removed"
+            )
+            return dataclasses.replace(result, ok=False, problem=problem)
+    elif explicit_keys and signed is None and result.head_seq > 0:
+        problem = (
+            "no checkpoint signed by the given keys vouches for any event: the chain's "
+            "integrity rests on the database alone"
+        )
+        return dataclasses.replace(result, ok=False, problem=problem)
+    return result
 
 
 def _audit_export(settings: Settings, args: argparse.Namespace) -> int:

@@ -155,6 +155,57 @@ class TestAnAuditorWithThePublicKeyAlone:
         assert printed["public_key_ids"] == [made["key_id"]]
         assert names(desk) == []  # no database was made or looked for
 
+    async def test_a_file_whose_checkpoints_were_all_removed_fails(
+        self, api: Api, tmp_path: Path
+    ) -> None:
+        """Deleting every checkpoint leaves a chain that is intact by itself: with the key in
+        hand, an auditor is told that nothing vouches for it."""
+        await history(api)
+        await checkpoint(api)
+        lines = [line for line in await exported(api) if line.get("type") != "checkpoint"]
+        end = lines[-1]
+        lines[-1] = {**end, "checkpoints": 0}
+        trail = write(tmp_path / "trail.jsonl", lines)
+        key = await pem_file(api, tmp_path / "service.pem")
+
+        code, printed, _ = await cli(
+            "audit", "verify", "--file", str(trail), "--public-key", str(key),
+            database_url=None, cwd=tmp_path,
+        )  # fmt: skip
+
+        assert code == 1
+        assert printed["ok"] is False
+        assert "no checkpoint signed by the given keys" in printed["problem"]
+
+    async def test_signed_through_finds_checkpoints_removed_since_an_earlier_export(
+        self, api: Api, tmp_path: Path
+    ) -> None:
+        await history(api)
+        first = await checkpoint(api)
+        await api.create_phrase("later")
+        second = await checkpoint(api)
+        lines = await exported(api)
+        # The newer checkpoint removed: the older one still vouches for the start.
+        without = [
+            line
+            for line in lines
+            if not (line.get("type") == "checkpoint" and line.get("seq") == second["seq"])
+        ]
+        without[-1] = {**without[-1], "checkpoints": without[-1]["checkpoints"] - 1}
+        trail = write(tmp_path / "trail.jsonl", without)
+        key = await pem_file(api, tmp_path / "service.pem")
+        args = ("audit", "verify", "--file", str(trail), "--public-key", str(key))
+
+        plain, _, _ = await cli(*args, database_url=None, cwd=tmp_path)
+        pinned, printed, _ = await cli(
+            *args, "--signed-through", str(second["seq"]), database_url=None, cwd=tmp_path
+        )
+
+        assert plain == 0  # the chain and the checkpoint left are intact
+        assert pinned == 1
+        assert printed["last_signed_seq"] == first["seq"]
+        assert "checkpoints were removed" in printed["problem"]
+
     async def test_a_key_given_as_its_value_works_like_a_file(
         self, api: Api, tmp_path: Path
     ) -> None:

@@ -143,6 +143,12 @@ async def _record_request(
         async with state.read_sessionmaker() as db:
             session = unchanging(await sessions.find(db, session_id))
         engine = live.get(session.id)
+        if engine is None and session.state == State.LIVE.value:
+            # Live, but not held here: unless this replica ended it while we read. A session's
+            # row says closed before its engine leaves the registry (sessions/lifecycle.finish),
+            # so a second read tells an ending session from one held elsewhere.
+            async with state.read_sessionmaker() as db:
+                session = unchanging(await sessions.find(db, session_id))
         if engine is not None and session.state == State.LIVE.value:
             engine.session_row = session
     sessions.check_speaker(caller, session)

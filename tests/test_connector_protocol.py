@@ -37,3 +37,25 @@ def test_the_connector_imports_none_of_the_servers_packages() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("welcome", "interval"),
+    [
+        ({"op": "welcome", "received": 0, "audio_report_interval": 0.125}, 0.125),
+        ({"op": "welcome", "received": 0, "audio_report_interval": 2}, 2.0),
+        # An older service says nothing: the connector's own default.
+        ({"op": "welcome", "received": 0}, protocol.AUDIO_REPORT_INTERVAL),
+        ({"audio_report_interval": 0}, protocol.AUDIO_REPORT_INTERVAL),
+        ({"audio_report_interval": -1}, protocol.AUDIO_REPORT_INTERVAL),
+        ({"audio_report_interval": True}, protocol.AUDIO_REPORT_INTERVAL),
+        ({"audio_report_interval": "0.1"}, protocol.AUDIO_REPORT_INTERVAL),
+        ({"audio_report_interval": float("nan")}, protocol.AUDIO_REPORT_INTERVAL),
+        ({"audio_report_interval": float("inf")}, protocol.AUDIO_REPORT_INTERVAL),
+    ],
+)
+def test_the_audio_report_interval_is_the_welcomes_or_one_second(
+    welcome: dict[str, object], interval: float
+) -> None:
+    assert protocol.AUDIO_REPORT_INTERVAL == 1.0
+    assert protocol.report_interval(welcome) == interval

@@ -28,6 +28,12 @@ log = logging.getLogger("service.attached")
 HELLO_TIMEOUT = 10.0  # seconds a new control connection has to say hello
 
 
+def audio_report_interval(answer_timeout: float) -> float:
+    """How often the connector reports audio while a phrase plays: the engine fails a response
+    it hears nothing of for ``answer_timeout``, so several reports fit in that time."""
+    return min(answer_timeout / 4, p.AUDIO_REPORT_INTERVAL)
+
+
 class TrackingFailed(Exception):
     """Processing a valid report raised: a defect of the service, not of the agent."""
 
@@ -152,7 +158,9 @@ class ControlChannel:
                 self._expiry.cancel()
                 self._expiry = None
             self._executed(executed)
-            await self._send(websocket, p.frame(p.WELCOME, received=self._received))
+            interval = audio_report_interval(self.engine.conductor.answer_timeout)
+            welcome = p.frame(p.WELCOME, received=self._received, audio_report_interval=interval)
+            await self._send(websocket, welcome)
             for seq, event in self._outbox:  # what it has not executed, in order
                 await self._send(websocket, p.frame(p.SEND, seq=seq, event=event))
         if previous is not None:

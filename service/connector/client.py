@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -112,9 +113,12 @@ class Attached:
         self.ended_reason: str | None = None  # why the service is no longer told anything
         self._socket_closing: asyncio.Future[Any] | None = None
         # Audio is counted, not copied: the first delta of a response at once (its start), the
-        # rest summed until the next report (so the order of events is kept).
+        # rest summed until the next report (so the order of events is kept) or until
+        # ``_audio_interval`` has passed (so the service hears that a long phrase still plays).
         self._audio_response: object = None
         self._audio_bytes = 0
+        self._audio_reported = 0.0  # time.monotonic() of the last audio report
+        self._audio_interval = p.AUDIO_REPORT_INTERVAL
         self._original_send: Send = connection.send
         self._original_close: Callable[..., Awaitable[None]] = connection.close
 
@@ -213,9 +217,11 @@ class Attached:
             if response_id != self._audio_response:
                 self._flush_audio()
                 self._audio_response = response_id
-                self._report(p.AUDIO, bytes=size)
+                self._report_audio(size)
             else:
                 self._audio_bytes += size
+                if time.monotonic() - self._audio_reported >= self._audio_interval:
+                    self._flush_audio()
         elif kind in p.TRACKED_SERVER_EVENTS:
             self._flush_audio()
             self._report(p.EVENT, event=_plain(event))
@@ -233,8 +239,12 @@ class Attached:
 
     def _flush_audio(self) -> None:
         if self._audio_bytes:
-            self._report(p.AUDIO, bytes=self._audio_bytes)
+            self._report_audio(self._audio_bytes)
             self._audio_bytes = 0
+
+    def _report_audio(self, size: int) -> None:
+        self._audio_reported = time.monotonic()
+        self._report(p.AUDIO, bytes=size)
 
     def _report(self, op: str, **fields: Any) -> None:
         if self._ended or self._over:
@@ -298,6 +308,7 @@ class Attached:
         if not isinstance(welcome, dict) or welcome.get("op") != p.WELCOME:
             raise ValueError(f"expected 'welcome', got {message.type.name} {message.data!r}"[:200])
         received = p.sequence_number(welcome, "received")
+        self._audio_interval = p.report_interval(welcome)
         self._acknowledged(received)
         self._socket, self._written = socket, received  # the writer resends what follows
         self._wake.set()

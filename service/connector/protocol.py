@@ -12,14 +12,23 @@ Connector -> service:
     event     {seq, event}                     a server event delivery tracking needs
     client    {seq, event}                     a control event the agent itself sent
     audio     {seq, bytes}                     decoded audio bytes the agent received since the
-                                               last report (never the audio itself)
+                                               last report (never the audio itself): at a
+                                               response's first delta, before any other report,
+                                               and at least every ``audio_report_interval``
+                                               seconds while deltas arrive
     done      {seq, command}                   a command was executed on the agent's connection
     end       {seq, code, reason, by}          the agent's connection closed (``by`` "agent" or
                                                "upstream"), or it detached (``code`` null)
 Service -> connector:
-    welcome   {received}                       the last report processed
+    welcome   {received,                       the last report processed, and how often (in
+               audio_report_interval?}         seconds) to report audio while it flows: the
+                                               service fails a response it hears nothing of for
+                                               a while. Without it (an older service), every
+                                               ``AUDIO_REPORT_INTERVAL``
     send      {seq, event}                     send ``event`` on the agent's connection
     ack       {seq}                            reports up to ``seq`` are processed
+
+Fields a side does not know are ignored, so either end may be newer than the other.
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ TRACKED_SERVER_EVENTS = frozenset(
 # The agent's own control events it reads (so that its responses are never taken for ours).
 TRACKED_CLIENT_EVENTS = frozenset({"response.create", "conversation.item.truncate"})
 AUDIO_DELTA = "response.audio.delta"
+# Seconds between audio reports while audio flows, unless ``welcome`` says otherwise.
+AUDIO_REPORT_INTERVAL = 1.0
 
 # Close codes of the control WebSocket (4000-4999 are the application's).
 CLOSE_REPLACED = 4000  # a newer control connection for the same session took over
@@ -62,6 +73,14 @@ def base64_decoded_length(data: str) -> int:
         return 0
     padding = (data[-1] == "=") + (size > 1 and data[-2] == "=")
     return size // 4 * 3 - padding
+
+
+def report_interval(welcome: dict[str, Any]) -> float:
+    """The audio report interval ``welcome`` asks for, or the default if it names none."""
+    value = welcome.get("audio_report_interval")
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 60:
+        return float(value)
+    return AUDIO_REPORT_INTERVAL
 
 
 def frame(op: str, **fields: Any) -> dict[str, Any]:

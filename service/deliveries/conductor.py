@@ -10,6 +10,10 @@ echoes it (``response.created.response.metadata``) that decides; when it does no
 matched to requests in the order the requests went out (ours and the agent's alike), and an
 ``error`` that names our ``event_id`` undoes a wrong match (a response server VAD started raced
 ours).
+
+Timing: a request unanswered within ``answer_timeout`` fails (``AnswerTimer``); so does a response
+of ours once nothing has been heard of it (an event, or audio) for as long (``SilenceTimer``): an
+upstream that stalls mid-phrase must not hold the queue for the rest of the session.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from service.deliveries.tracking import (
     Record,
     RetryLater,
     Send,
+    SilenceTimer,
     Tracked,
     response_create,
 )
@@ -65,6 +70,8 @@ class Conductor:
         self.active_owner: Tracked | None = None
         self.cancel_requested_for: str | None = None
         self.cancel_reason: str | None = None
+        # Monotonic seconds when the upstream was last heard about our active response.
+        self.heard_at: float | None = None
         # Requests whose response has not started yet, in the order they went upstream.
         self.expected: deque[Tracked | AgentRequest] = deque()
         self.user_speaking = False
@@ -144,9 +151,12 @@ class Conductor:
         self.queue.pop(0)
         return self._send(head, now)
 
-    def resume(self, now: datetime) -> list[Effect]:
-        """The session can be reached again: what waited goes out (an interrupt cuts first)."""
+    def resume(self, now: datetime, mono: float) -> list[Effect]:
+        """The session can be reached again: what waited goes out (an interrupt cuts first).
+        Our response's silence counts afresh: while the session was away nothing could be heard."""
         self.paused = False
+        if self.active_owner is not None:
+            self.heard_at = mono
         return self._cancel_for_interrupt() + self.pump(now)
 
     def _send(self, tracked: Tracked, now: datetime) -> list[Effect]:
@@ -211,6 +221,8 @@ class Conductor:
     # --- events from the upstream ---------------------------------------------------------------
 
     def on_server_event(self, event: dict[str, Any], now: datetime, mono: float) -> list[Effect]:
+        if self.active_owner is not None:  # only one response is active: this is about it
+            self.heard_at = mono
         kind = event.get("type")
         if kind == "session.created":
             self.ready = True
@@ -221,7 +233,7 @@ class Conductor:
                 self.bytes_per_ms = BYTES_PER_MS.get(fmt, self.bytes_per_ms)
             return []
         if kind == "response.created":
-            return self._response_created(member(event, "response"), now)
+            return self._response_created(member(event, "response"), now, mono)
         if kind == "response.output_item.added":
             owner = self._owner_of(event.get("response_id"))
             item = member(event, "item").get("id")
@@ -256,6 +268,7 @@ class Conductor:
         owner = self.active_owner
         if owner is None:
             return []
+        self.heard_at = mono
         owner.audio_ms += audio_bytes / self.bytes_per_ms
         if owner.audio_began is not None:
             return []
@@ -276,6 +289,32 @@ class Conductor:
         reason = f"no answer from the upstream within {self.answer_timeout:g} s"
         return self._fail(tracked, now, reason) + self.pump(now)
 
+    def on_silence(
+        self, delivery_id: str, response_id: str, now: datetime, mono: float
+    ) -> list[Effect]:
+        """A ``SilenceTimer`` is due: if our response is still active and nothing was heard of
+        it for ``answer_timeout``, it failed; cancel it (a live upstream stops, and the next
+        request does not collide with it) and let the queue go on. Its ``response.done``, should
+        it come after all, is then about a response no longer active and changes nothing."""
+        owner = self.active_owner
+        if owner is None or owner.id != delivery_id or self.active != response_id:
+            return []  # it ended meanwhile
+        if self.paused or self.heard_at is None:
+            # The session cannot be reached: its silence is not the upstream's (resume starts
+            # counting again).
+            return [SilenceTimer(delivery_id, response_id, self.answer_timeout)]
+        quiet = mono - self.heard_at
+        if quiet < self.answer_timeout:
+            return [SilenceTimer(delivery_id, response_id, self.answer_timeout - quiet)]
+        effects: list[Effect] = []
+        if self.cancel_requested_for != response_id:
+            effects.append(Send({"type": "response.cancel", "response_id": response_id}))
+        self.active = self.active_owner = self.cancel_requested_for = self.cancel_reason = None
+        self.heard_at = None
+        doing = "while speaking it" if owner.audio_began is not None else "after starting it"
+        reason = f"the upstream fell silent for {quiet:.1f} s {doing}"
+        return effects + self._fail(owner, now, reason) + self.pump(now)
+
     def close(self, now: datetime, reason: str) -> list[Effect]:
         """The session ended: what was on the way failed, what waited expired."""
         self.closed = True
@@ -290,11 +329,13 @@ class Conductor:
 
     # --- the rules behind the events ------------------------------------------------------------
 
-    def _response_created(self, response: dict[str, Any], now: datetime) -> list[Effect]:
+    def _response_created(
+        self, response: dict[str, Any], now: datetime, mono: float
+    ) -> list[Effect]:
         rid = response.get("id")
         if not isinstance(rid, str):
             return []
-        self.active, self.active_owner = rid, None
+        self.active, self.active_owner, self.heard_at = rid, None, None
         owner = self._attribute(response.get("metadata"))
         effects: list[Effect] = []
         if owner is not None:
@@ -307,8 +348,9 @@ class Conductor:
             attempt.started_at = now
             owner.status = Status.STARTED
             owner.plays += 1
-            self.active_owner = owner
+            self.active_owner, self.heard_at = owner, mono
             effects.append(self._record(owner, "delivery.started"))
+            effects.append(SilenceTimer(owner.id, rid, self.answer_timeout))
         return effects + self._cancel_for_interrupt()
 
     def _attribute(self, metadata: Any) -> Tracked | None:
@@ -343,6 +385,7 @@ class Conductor:
         owner = self.active_owner
         cancel_reason = self.cancel_reason if self.cancel_requested_for == rid else None
         self.active = self.active_owner = self.cancel_requested_for = self.cancel_reason = None
+        self.heard_at = None
         effects: list[Effect] = []
         if owner is not None:
             effects = self._outcome(owner, response, now, mono, cancel_reason)

@@ -26,7 +26,15 @@ from service.deliveries.recorder import (
     recorder_for,
     write_alone,
 )
-from service.deliveries.tracking import AnswerTimer, Effect, Record, RetryLater, Send, Tracked
+from service.deliveries.tracking import (
+    AnswerTimer,
+    Effect,
+    Record,
+    RetryLater,
+    Send,
+    SilenceTimer,
+    Tracked,
+)
 from service.kit.base import utcnow
 from service.sessions import service as sessions
 from service.sessions.models import LiveSession
@@ -207,7 +215,7 @@ class SessionEngine:
         self._pauses += 1
 
     async def resume(self) -> None:
-        await self._execute(self.conductor.resume(utcnow()))
+        await self._execute(self.conductor.resume(utcnow(), time.monotonic()))
 
     def _greet_unconfigured(self) -> None:
         if self._greeter is not None:  # for an agent that never configures its session
@@ -248,6 +256,8 @@ class SessionEngine:
                     self._greeting_gone(effect.delivery_id)
             elif isinstance(effect, AnswerTimer):
                 self._arm(effect)
+            elif isinstance(effect, SilenceTimer):
+                self._later(effect.seconds, self._on_silence, effect)
             elif isinstance(effect, RetryLater):
                 self._later(effect.seconds, self._retry, None)
             else:
@@ -295,6 +305,13 @@ class SessionEngine:
         await self._execute(
             self.conductor.on_answer_timeout(timer.delivery_id, timer.event_id, utcnow())
         )
+
+    async def _on_silence(self, timer: SilenceTimer) -> None:
+        # Pauses are the conductor's to judge here: it knows when the response was last heard.
+        effects = self.conductor.on_silence(
+            timer.delivery_id, timer.response_id, utcnow(), time.monotonic()
+        )
+        await self._execute(effects)
 
     async def _retry(self, _: object) -> None:
         await self._execute(self.conductor.pump(utcnow()))

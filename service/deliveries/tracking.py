@@ -119,13 +119,22 @@ class AnswerTimer:
 
 
 @dataclass(frozen=True)
+class SilenceTimer:
+    """Check after ``seconds`` that the upstream is still heard about our active response."""
+
+    delivery_id: str
+    response_id: str
+    seconds: float
+
+
+@dataclass(frozen=True)
 class RetryLater:
     """Try sending again shortly (a collision with a response we never saw start)."""
 
     seconds: float
 
 
-Effect = Send | Record | AnswerTimer | RetryLater
+Effect = Send | Record | AnswerTimer | SilenceTimer | RetryLater
 
 
 def response_create(tracked: Tracked, attempt: Attempt) -> dict[str, Any]:

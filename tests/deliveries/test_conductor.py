@@ -28,6 +28,7 @@ from service.deliveries.tracking import (
     Record,
     RetryLater,
     Send,
+    SilenceTimer,
     Tracked,
 )
 
@@ -142,11 +143,17 @@ class Call:
         return self._seen(self.conductor.pump(self.now))
 
     def resume(self) -> list[Effect]:
-        return self._seen(self.conductor.resume(self.now))
+        return self._seen(self.conductor.resume(self.now, self.seconds))
 
     def timeout(self, timer: AnswerTimer) -> list[Effect]:
         return self._seen(
             self.conductor.on_answer_timeout(timer.delivery_id, timer.event_id, self.now)
+        )
+
+    def silence(self, timer: SilenceTimer) -> list[Effect]:
+        """``timer`` is due now."""
+        return self._seen(
+            self.conductor.on_silence(timer.delivery_id, timer.response_id, self.now, self.seconds)
         )
 
     def close(self, reason: str = "the agent hung up") -> list[Effect]:
@@ -1098,6 +1105,147 @@ class TestAnswerTimeout:
         call.timeout(timer)
         assert actions(call.created("resp_late")) == []
         assert state(tracked) is Status.FAILED
+
+
+# --- an upstream that falls silent in the middle of a response ----------------------------------
+
+
+def silence_timer(effects: list[Effect]) -> SilenceTimer:
+    [timer] = [e for e in effects if isinstance(e, SilenceTimer)]
+    return timer
+
+
+class TestSilence:
+    @BOTH
+    def test_a_response_unheard_for_the_answer_timeout_fails_and_the_next_one_goes(
+        self, echo: bool
+    ) -> None:
+        call = Call(echo=echo, answer_timeout=4.0)
+        playing, waiting = delivery("d1"), delivery("d2")
+        call.submit(playing)
+        call.submit(waiting)
+        timer = silence_timer(call.created("resp_1", "d1"))
+        assert timer == SilenceTimer("d1", "resp_1", 4.0)
+        call.item("resp_1", "item_1")
+        call.audio(PCM16_BYTES_PER_SECOND)
+        call.tick(4.0)
+        effects = call.silence(timer)
+        assert state(playing) is Status.FAILED
+        assert playing.failure_reason == "the upstream fell silent for 4.0 s while speaking it"
+        assert [r.action for r in finals(effects)] == ["delivery.failed"]
+        # The stalled response is cancelled before the next request goes out.
+        assert [e["type"] for e in sent(effects)] == ["response.cancel", "response.create"]
+        assert cancels(effects) == [{"type": "response.cancel", "response_id": "resp_1"}]
+        assert created_for(effects) == ["d2"]
+        assert state(waiting) is Status.SENT
+
+    def test_a_response_that_never_played_says_so(self) -> None:
+        call = Call(echo=True, answer_timeout=2.0)
+        tracked = delivery("d1")
+        call.submit(tracked)
+        timer = silence_timer(call.created("resp_1", "d1"))
+        call.tick(2.5)
+        call.silence(timer)
+        assert tracked.failure_reason == "the upstream fell silent for 2.5 s after starting it"
+
+    def test_audio_and_events_keep_it_alive_and_the_timer_waits_for_what_is_left(self) -> None:
+        call = Call(echo=True, answer_timeout=4.0)
+        tracked = delivery("d1")
+        call.submit(tracked)
+        timer = silence_timer(call.created("resp_1", "d1"))
+        call.tick(3.0)
+        call.audio(PCM16_BYTES_PER_SECOND)
+        call.tick(1.0)
+        assert call.silence(timer) == [SilenceTimer("d1", "resp_1", 3.0)]
+        call.tick(2.0)
+        call.transcript("resp_1", tracked.text or "")  # an event of it, no audio
+        call.tick(1.0)
+        assert call.silence(timer) == [SilenceTimer("d1", "resp_1", 3.0)]
+        assert state(tracked) is Status.SPEAKING
+        call.tick(1.0)
+        assert actions(call.done("resp_1")) == ["delivery.completed"]
+
+    def test_a_response_that_ended_meanwhile_is_left_alone(self) -> None:
+        call = Call(echo=True, answer_timeout=1.0)
+        tracked = delivery("d1")
+        call.submit(tracked)
+        timer = silence_timer(call.created("resp_1", "d1"))
+        call.item("resp_1", "item_resp_1")
+        call.transcript("resp_1", tracked.text or "")
+        call.done("resp_1")
+        call.tick(60.0)
+        assert call.silence(timer) == []
+        assert state(tracked) is Status.COMPLETED
+
+    def test_the_timer_of_an_earlier_play_leaves_the_replay_alone(self) -> None:
+        call = Call(echo=True, answer_timeout=1.0)
+        legal = delivery("legal", interruptible=False)
+        call.submit(legal)
+        first = silence_timer(call.created("resp_1", "legal"))
+        call.barge_in_done("resp_1")
+        replay = silence_timer(call.created("resp_2", "legal"))
+        call.tick(1.0)
+        assert call.silence(first) == []
+        assert state(legal) is Status.STARTED
+        assert replay == SilenceTimer("legal", "resp_2", 1.0)
+
+    def test_a_response_not_ours_arms_nothing(self) -> None:
+        call = Call(echo=True)
+        assert call.vad_response("resp_vad") == []
+
+    @BOTH
+    def test_the_late_end_of_the_silenced_response_records_nothing_twice(self, echo: bool) -> None:
+        call = Call(echo=echo, answer_timeout=1.0)
+        playing, waiting = delivery("d1"), delivery("d2")
+        call.submit(playing)
+        call.submit(waiting)
+        timer = silence_timer(call.created("resp_1", "d1"))
+        call.item("resp_1", "item_1")
+        call.audio(PCM16_BYTES_PER_SECOND)
+        call.tick(1.5)
+        call.silence(timer)
+        # The upstream was only slow: the rest of the silenced response arrives after all.
+        late = call.audio(PCM16_BYTES_PER_SECOND)
+        late += call.truncated("item_1", 700)
+        late += call.done(
+            "resp_1", "cancelled", {"type": "cancelled", "reason": "client_cancelled"}
+        )
+        assert late == []
+        assert state(playing) is Status.FAILED
+        assert [a.outcome for a in playing.attempts] == ["failed"]
+        assert call.conductor.inflight is waiting
+        # ... and the next delivery is followed as usual.
+        call.start("resp_2", "d2")
+        call.transcript("resp_2", waiting.text or "")
+        assert actions(call.done("resp_2"), "d2") == ["delivery.completed"]
+        assert state(playing) is Status.FAILED
+
+    def test_silence_while_the_session_is_away_is_not_the_upstreams(self) -> None:
+        call = Call(echo=True, answer_timeout=2.0)
+        tracked = delivery("d1")
+        call.submit(tracked)
+        timer = silence_timer(call.created("resp_1", "d1"))
+        call.conductor.paused = True  # the attached agent's control channel dropped
+        call.tick(10.0)
+        assert call.silence(timer) == [SilenceTimer("d1", "resp_1", 2.0)]
+        call.resume()  # it counts again from here
+        call.tick(1.5)
+        assert call.silence(timer) == [SilenceTimer("d1", "resp_1", 0.5)]
+        assert state(tracked) is Status.STARTED
+        call.tick(0.5)
+        assert actions(call.silence(timer)) == ["delivery.failed"]
+
+    def test_a_response_already_being_cancelled_is_not_cancelled_again(self) -> None:
+        call = Call(echo=True, answer_timeout=1.0)
+        playing = delivery("d1")
+        call.submit(playing)
+        timer = silence_timer(call.created("resp_1", "d1"))
+        assert len(cancels(call.submit(delivery("urgent", priority=Priority.INTERRUPT)))) == 1
+        call.tick(1.0)
+        effects = call.silence(timer)  # the cancel was never answered either
+        assert cancels(effects) == []
+        assert created_for(effects) == ["urgent"]
+        assert state(playing) is Status.FAILED
 
 
 # --- the end of the session ----------------------------------------------------------------------

@@ -67,24 +67,6 @@ def simulator_session(live: Live, voicelive_id: str) -> SimulatorSession:
     return found[0]
 
 
-async def session_record(live: Live, session_id: str) -> dict[str, Any]:
-    response = await live.api.http.get(f"/v1/sessions/{session_id}", headers=live.api.as_("audrey"))
-    assert response.status_code == 200, response.text
-    record: dict[str, Any] = response.json()
-    return record
-
-
-async def until_session_closed(
-    live: Live, session_id: str, *, within: float = EVENT_TIMEOUT
-) -> dict[str, Any]:
-    async with asyncio.timeout(within):
-        while True:
-            record = await session_record(live, session_id)
-            if record["state"] == "closed":
-                return record
-            await asyncio.sleep(0.02)
-
-
 async def audit_verifies(live: Live) -> dict[str, Any]:
     response = await live.api.http.get("/v1/audit/verify", headers=live.api.as_("audrey"))
     assert response.status_code == 200, response.text

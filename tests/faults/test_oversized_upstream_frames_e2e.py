@@ -13,13 +13,13 @@ import aiohttp
 import pytest
 
 from service.simulator import SimulatorConfig
+from tests.attached.support import until_closed
 from tests.faults.support import (
     FINAL,
     audit_verifies,
     logged_errors,
     raw_agent,
     simulator_session,
-    until_session_closed,
 )
 from tests.live.harness import EVENT_TIMEOUT, Live, relay_only
 
@@ -52,7 +52,7 @@ async def test_a_message_over_the_limit_from_voice_live_ends_the_session_with_th
         record = await live.until_delivery(queued["id"], *FINAL)
         await agent.closed()
         upstream = simulator_session(live, agent.voicelive_id)
-    closed = await until_session_closed(live, agent.session_id)
+    closed = await until_closed(live, agent.session_id)
 
     why = "the upstream sent a message over the relay's limit"
     assert closed["end_reason"].startswith(f"the relay closed the connection (1011: {why}")

@@ -11,7 +11,8 @@ import asyncio
 import pytest
 
 from service.simulator import SimulatorConfig
-from tests.faults.support import audit_verifies, until_session_closed
+from tests.attached.support import until_closed
+from tests.faults.support import audit_verifies
 from tests.live.harness import Live, relay_only
 from tests.live.test_stalled_agent_e2e import live_session, open_and_never_read
 
@@ -44,7 +45,7 @@ async def test_a_stalled_agent_holds_voice_live_back_and_is_ended_with_the_reaso
     try:
         session = await live_session(live)
         delivery = await live.deliver(session["id"], "menu")
-        ended = await until_session_closed(live, session["id"], within=30)
+        ended = await until_closed(live, session["id"], within=30)
         record = await live.until_delivery(delivery["id"], "failed", "completed")
     finally:
         sock.close()

@@ -13,14 +13,13 @@ import aiohttp
 import pytest
 
 from service.simulator import SimulatorConfig
+from tests.attached.support import session_of, until_closed
 from tests.faults.support import (
     FINAL,
     audit_verifies,
     logged_errors,
     raw_agent,
-    session_record,
     simulator_session,
-    until_session_closed,
 )
 from tests.live.harness import Live, relay_only, upstream_of
 
@@ -85,9 +84,9 @@ class TestRelayPassesGarbageOn:
         async with raw_agent(live) as agent:
             queued = await live.deliver(agent.session_id, "recording")
             record = await live.until_delivery(queued["id"], "completed", "failed", "interrupted")
-            assert (await session_record(live, agent.session_id))["state"] == "live"
+            assert (await session_of(live, agent.session_id))["state"] == "live"
             upstream = simulator_session(live, agent.voicelive_id)
-        closed = await until_session_closed(live, agent.session_id)
+        closed = await until_closed(live, agent.session_id)
 
         sent = GARBAGE + INCOMPLETE
         assert upstream.frames_injected == len(sent)
@@ -128,7 +127,7 @@ class TestIncompleteEvents:
         async with live.agent() as agent:
             queued = await live.deliver(agent.session_id, "recording")
             record = await live.until_delivery(queued["id"], "completed", "failed", "interrupted")
-            assert (await session_record(live, agent.session_id))["state"] == "live"
+            assert (await session_of(live, agent.session_id))["state"] == "live"
             assert upstream_of(live, agent).frames_injected == len(INCOMPLETE)
         assert record["status"] == "completed"
         assert record["transcript_verified"] is True
@@ -173,7 +172,7 @@ async def phrase_survives(live: Live, caplog: pytest.LogCaptureFixture) -> None:
     async with live.agent() as agent:
         queued = await live.deliver(agent.session_id, "recording")
         record = await live.until_delivery(queued["id"], *FINAL, within=3)
-        assert (await session_record(live, agent.session_id))["state"] == "live"
+        assert (await session_of(live, agent.session_id))["state"] == "live"
     assert record["status"] == "completed", record["failure_reason"]
     assert record["transcript_verified"] is True
     assert logged_errors(caplog) == []

@@ -11,11 +11,10 @@ import contextlib
 import pytest
 
 from service.simulator import SimulatorConfig
+from tests.attached.support import session_of, until_closed
 from tests.faults.support import (
     FINAL,
     audit_verifies,
-    session_record,
-    until_session_closed,
 )
 from tests.live.harness import (
     EVENT_TIMEOUT,
@@ -67,8 +66,8 @@ class TestUpstreamStopsAnswering:
             upstream = upstream_of(live, agent)
             assert len(response_creates(upstream)) == 2  # both went out; none was answered
             assert upstream.events_muted > 0
-            assert (await session_record(live, agent.session_id))["state"] == "live"
-        closed = await until_session_closed(live, agent.session_id)
+            assert (await session_of(live, agent.session_id))["state"] == "live"
+        closed = await until_closed(live, agent.session_id)
 
         reason = f"no answer from the upstream within {ANSWER_TIMEOUT:g} s"
         for record in records:
@@ -92,15 +91,6 @@ class TestUpstreamFallsSilentMidPhrase:
     def simulator_config(self) -> SimulatorConfig:
         return SimulatorConfig(speed=20, mute_after_events=MID_PHRASE)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG (service/deliveries): no timer covers a response once it has started (the "
-            "answer timer ends at response.created); when the upstream falls silent mid-phrase "
-            "the delivery stays 'speaking' and everything queued behind it stays 'queued' for as "
-            "long as the session lasts"
-        ),
-    )
     async def test_the_phrase_fails_with_the_reason_and_what_waits_goes_on(
         self, live: Live
     ) -> None:
@@ -139,7 +129,7 @@ class TestUpstreamStopsReading:
             try:
                 queued = await live.deliver(agent.session_id, "first")
                 record = await live.until_delivery(queued["id"], *FINAL)
-                closed = await until_session_closed(live, agent.session_id)
+                closed = await until_closed(live, agent.session_id)
                 await until_agent_closed(agent)
             finally:
                 streaming.cancel()

@@ -192,29 +192,28 @@ class ControlChannel:
                     self._received = seq
                     await self.end(_ending(message))
                     return
+                carried = _carried(op, message)  # a malformed report is the connector's fault
                 try:
-                    await self._process(op, message)
-                except ProtocolViolation:
-                    raise
+                    await self._process(op, carried)
                 except Exception as exc:  # a fault of ours: sent again, it would fail again
                     raise TrackingFailed from exc
                 self._received = seq
                 async with self._write:
                     await self._send(websocket, p.frame(p.ACK, seq=seq))
 
-    async def _process(self, op: str, message: dict[str, Any]) -> None:
+    async def _process(self, op: str, carried: Any) -> None:
         engine = self.engine
         assert engine is not None
         if op == p.EVENT:
-            await engine.server_event(_event(message))
+            await engine.server_event(carried)
         elif op == p.CLIENT:
             ahead_of = frozenset(self._unexecuted_creates.values())
-            await engine.client_event(_event(message), ahead_of)
+            await engine.client_event(carried, ahead_of)
         elif op == p.AUDIO:
             if engine.conductor.tracking_audio:
-                await engine.audio(p.sequence_number(message, "bytes"))
+                await engine.audio(carried)
         elif op == p.DONE:
-            self._executed(p.sequence_number(message, "command"))
+            self._executed(carried)
 
     def _executed(self, upto: int) -> None:
         """The connector executed every command up to ``upto``: they need no resending."""
@@ -261,6 +260,16 @@ def _delivery_of(event: dict[str, Any]) -> str | None:
     metadata = member(member(event, "response"), "metadata")
     delivery = metadata.get(METADATA_KEY)
     return delivery if isinstance(delivery, str) else None
+
+
+def _carried(op: str, message: dict[str, Any]) -> Any:
+    """What a report carries (an event, or a number), checked before it is processed."""
+    if op in (p.EVENT, p.CLIENT):
+        return _event(message)
+    try:
+        return p.sequence_number(message, "bytes" if op == p.AUDIO else "command")
+    except ValueError as exc:
+        raise ProtocolViolation(str(exc)) from None
 
 
 def _event(message: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,8 @@ BROKEN_AFTER_HELLO: dict[str, str | bytes] = {
     "negative-seq": json.dumps({"op": "event", "seq": -1, "event": UPDATED}),
     "a-seq-skipped": json.dumps({"op": "event", "seq": 2, "event": UPDATED}),
     "event-without-event": json.dumps({"op": "event", "seq": 1}),
+    "done-without-command": json.dumps({"op": "done", "seq": 1}),
+    "audio-without-bytes": json.dumps({"op": "audio", "seq": 1, "bytes": "many"}),
     "binary-frame": json.dumps({"op": "event", "seq": 1, "event": UPDATED}).encode(),
 }
 

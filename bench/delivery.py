@@ -6,7 +6,7 @@ See bench/README.md for what each figure means.
 
 For each database and each number of sessions N: a fresh database (a SQLite file in a temporary
 folder, or the PostgreSQL database named in the URL, created here and dropped here: it must not
-exist), the simulator in its own process (``--role upstream``: ``stamp_events`` on, it records
+exist), the simulator in its own process (``bench/upstream.py``: ``stamp_events`` on, it records
 when each ``response.create`` arrives and when its first audio delta leaves), the service
 (``python -m service serve``) in front of it, and N agents (``--role agents``, raw aiohttp
 clients split over ``--workers`` processes) relayed through it, turn detection off and otherwise
@@ -65,23 +65,6 @@ NAME = "Jo"
 DELTA_MARK = '"type": "response.audio.delta"'
 STAMP_MARK = '"event_id": "event_'
 RID_MARK = '"response_id": "'
-
-# --- the upstream (--role upstream) ---------------------------------------------------------------
-
-
-async def serve_upstream() -> dict[str, Any]:
-    from service.simulator import Simulator, SimulatorConfig
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    async with Simulator(SimulatorConfig(port=0, speed=1.0, stamp_events=True)) as sim:
-        print(sim.url, flush=True)
-        await stop.wait()
-        timings = [t.as_dict() for t in sim.response_timings.items]
-    return {"timings": timings, "dropped": sim.response_timings.dropped}
-
 
 # --- the agents (--role agents) -------------------------------------------------------------------
 
@@ -435,7 +418,7 @@ async def _measure(
     args: argparse.Namespace,
 ) -> Run:
     up_out = tmp / "upstream.json"
-    command = [sys.executable, "-m", "bench.delivery", "--role", "upstream", "--out", str(up_out)]
+    command = [sys.executable, "-m", "bench.upstream", "--out", str(up_out)]
     upstream = await procs.start(*command, log=tmp / "upstream.log")
     sim_url = await read_line(upstream, 30)
     service, base, admin = await start_service(procs, tmp, sim_url, database_url)
@@ -580,7 +563,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print only")
     parser.add_argument("--profile", type=Path, help="py-spy the service into this folder")
     # The processes this command starts itself:
-    parser.add_argument("--role", choices=("driver", "upstream", "agents"), default="driver")
+    parser.add_argument("--role", choices=("driver", "agents"), default="driver")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--url")
     parser.add_argument("--base")
@@ -594,8 +577,7 @@ def main() -> None:
             runner: Any = asyncio.run
         else:
             runner = uvloop.run
-        work = serve_upstream() if args.role == "upstream" else run_agents(args)
-        args.out.write_text(json.dumps(runner(work)))
+        args.out.write_text(json.dumps(runner(run_agents(args))))
         return
     if args.spread >= args.period - 1.8:
         parser.error("--period must exceed --spread by the phrase's 1.7 s of audio and more")

@@ -1,7 +1,8 @@
-"""The benchmark's upstream: the Voice Live simulator with ``stamp_events`` on, in its own process.
+"""The benchmarks' upstream: the Voice Live simulator with ``stamp_events`` on, in its own process.
 
 Prints its WebSocket URL alone on stdout once listening; on SIGTERM or SIGINT it stops and writes
-the one-way latencies of the stamped caller audio it received to ``--out`` (JSON).
+to ``--out`` (JSON) the one-way latencies of the stamped caller audio it received (bench/relay.py)
+and when each ``response.create`` arrived and its first audio left (bench/delivery.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ async def serve() -> dict[str, Any]:
         await stop.wait()
         summary = sim.latencies.summary()  # taken before the connections are torn down
         appends = sum(session.audio_appends for session in sim.sessions)
-    return {"up": summary, "sessions": len(sim.sessions), "appends": appends}
+    timings = [t.as_dict() for t in sim.response_timings.items]
+    return {
+        "up": summary,
+        "sessions": len(sim.sessions),
+        "appends": appends,
+        "timings": timings,  # when each response.create arrived, its first audio left
+        "dropped": sim.response_timings.dropped,
+    }
 
 
 def main() -> None:

@@ -80,7 +80,7 @@ async def create_key(
 
 async def authenticate_hash(db: AsyncSession, key_hash: str) -> Caller | None:
     """Who holds the key whose hash this is, unless it is revoked (callers go through the app's
-    key cache: ``service.access.dependencies.caller_of``)."""
+    key cache: ``service.access.dependencies.caller_of_hash``)."""
     row = (
         await db.execute(
             sa.select(ApiKey.id, ApiKey.principal, ApiKey.roles).where(

@@ -209,15 +209,3 @@ class SignedChainCheck:
             last_signed_seq=self.signed[0] if self.signed_any else None,
             public_key_ids=tuple(sorted(self.trusted)),
         )
-
-
-def verify_signed_chain(
-    events: Iterable[Mapping[str, Any]],
-    checkpoints: Iterable[Checkpoint],
-    trusted: Mapping[str, Ed25519PublicKey],
-) -> Verification:
-    check = SignedChainCheck(checkpoints, trusted)
-    for event in events:
-        if not check.feed(event):
-            break
-    return check.result()

@@ -58,13 +58,6 @@ class RateLimit:
         self._tat: dict[str, float] = {}  # least recently counted first
         self.refused = 0  # for tests and curiosity
 
-    def wait(self, key: str) -> float:
-        """Seconds until ``key`` may make a request (0.0: now), counting nothing."""
-        if not self.enabled:
-            return 0.0
-        now = self._clock()
-        return self._over(max(self._tat.get(key, now), now) + self._interval, now)
-
     def take(self, key: str) -> float:
         if not self.enabled:
             return 0.0

@@ -12,7 +12,8 @@ That is correct across processes because of two facts enforced here:
   locked until the commit, so raises are serialized, and taking that lock last (after the audit
   chain's lock, which every library change takes) can never close a cycle of waits.
 
-Writes that bypass the ORM (a bulk ``UPDATE`` through Core) must call ``mark_changed``.
+A write that bypassed the ORM (a bulk ``UPDATE`` through Core) would not raise it: the library
+has none, and must not get one without setting the session's mark as the flush hook does.
 
 Reading it: through a session (``read``) on any database; on a SQLite file synchronously
 (``SqliteGeneration``), on PostgreSQL on a connection of its own (``PostgresGeneration``), which
@@ -46,11 +47,6 @@ _LIBRARY = (Phrase, PhraseTag, PhraseVersion, VersionText, VersionApproval)
 _ROW = LibraryGeneration.id == 1
 _RAISE = sa.update(LibraryGeneration).where(_ROW).values(value=LibraryGeneration.value + 1)
 _READ = sa.select(LibraryGeneration.value).where(_ROW)
-
-
-def mark_changed(db: AsyncSession) -> None:
-    """This transaction changes the library: raise the generation when it commits."""
-    db.sync_session.info[_CHANGED] = True
 
 
 async def read(db: AsyncSession) -> int | None:

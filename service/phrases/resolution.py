@@ -227,5 +227,5 @@ async def resolve(
     version_number: int | None = None,
 ) -> Resolved:
     """``resolve_in`` on what ``db`` holds now, without any cache: for callers that resolve
-    inside their own transaction (deliveries, greetings)."""
+    inside their own transaction (the greeting of a session as it opens)."""
     return resolve_in(await load(db, key), locale=locale, at=at, version_number=version_number)

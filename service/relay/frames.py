@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from service.connector.protocol import base64_decoded_length
 from service.phrases.locales import normalize_locale
 
 _WINDOW = 200
@@ -53,10 +54,8 @@ def audio_delta_bytes(frame: str) -> int:
             if end < 0:
                 return 0
             if frame.find("\\", start, end) >= 0:  # JSON escapes (\/, \u002B): decode them
-                text: str = json.loads(frame[start - 1 : end + 1])
-                return len(text) * 3 // 4 - text[-2:].count("=")
-            padding = (frame[end - 2 : end]).count("=")
-            return (end - start) * 3 // 4 - padding
+                return base64_decoded_length(json.loads(frame[start - 1 : end + 1]))
+            return base64_decoded_length(frame[start:end])
     return 0
 
 

@@ -76,15 +76,6 @@ class TestRateLimit:
         limit.give_back("k")
         assert len(limit) == 0  # back to a key never seen: forgotten
 
-    def test_wait_looks_without_counting(self) -> None:
-        clock = Clock()
-        limit = RateLimit(per_second=1, burst=2, clock=clock)
-        assert limit.wait("k") == 0.0
-        assert limit.take("k") == limit.take("k") == 0.0
-        assert limit.wait("k") == limit.wait("k") == pytest.approx(1.0)
-        clock.now += 0.25
-        assert limit.wait("k") == pytest.approx(0.75)
-
     def test_a_full_bucket_refills_to_the_burst_and_no_further(self) -> None:
         clock = Clock()
         limit = RateLimit(per_second=10, burst=5, clock=clock)

@@ -144,7 +144,7 @@ async def client_to_upstream(
                 finally:
                     opening.cancel()
                 if gate.is_set():
-                    await _flush(held, upstream)
+                    await _flush(held, upstream, stalls)
                 if not reading.done():
                     continue
                 message, reading = reading.result(), None
@@ -161,7 +161,7 @@ async def client_to_upstream(
                             continue
                         await engine.caller_audio_allowed()
                     if held:
-                        await _flush(held, upstream)
+                        await _flush(held, upstream, stalls)
                 else:
                     event = parse_control(text)
                     if event is not None:
@@ -180,10 +180,14 @@ async def client_to_upstream(
             reading.cancel()
 
 
-async def _flush(held: list[str], upstream: aiohttp.ClientWebSocketResponse) -> None:
+async def _flush(
+    held: list[str], upstream: aiohttp.ClientWebSocketResponse, stalls: Stalls
+) -> None:
+    stalls.to_upstream = time.monotonic()  # the watchdog sees an upstream that stops reading here
     for frame in held:
         await upstream.send_str(frame)
     held.clear()
+    stalls.to_upstream = None
 
 
 async def relay(

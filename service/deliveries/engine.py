@@ -73,9 +73,10 @@ class SessionEngine:
         self._send_lock = asyncio.Lock()
         self._finished: dict[str, asyncio.Event] = {}
         self.voicelive_session_id: str | None = None
-        # The session's row as a delivery request here first read it: what requests need of it
-        # (its id, principal and locale) never changes, and while this engine is open the
-        # session is live (it closes before the row says ended), so later requests skip the read.
+        # The session's row as it opened (sessions/lifecycle.start_engine sets it): what delivery
+        # requests need of it (its id, principal and locale) never changes, and while this
+        # engine is open the session is live (it closes before the row says ended), so requests
+        # skip the read.
         self.session_row: LiveSession | None = None
         # The greeting: sent when the upstream first says session.updated; until it has gone out
         # (or ended), other deliveries wait and caller audio is held back (at most

@@ -20,7 +20,6 @@ from service.kit.db import DB
 from service.kit.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from service.phrases.cache import library_cache
 from service.sessions import service as sessions
-from service.sessions.models import LiveSession
 from service.sessions.registry import LiveSessions
 from service.sessions.schemas import State
 from service.settings import Settings
@@ -68,19 +67,6 @@ def delivery_read(row: Delivery) -> DeliveryRead:
         first_audio_at=row.first_audio_at,
         ended_at=row.ended_at,
         attempt_log=[AttemptRead.model_validate(a, from_attributes=True) for a in row.attempt_rows],
-    )
-
-
-def unchanging(session: LiveSession) -> LiveSession:
-    """What a delivery request needs of a live session's row, as a copy of its own: no database
-    session can expire it (a rollback would, the row)."""
-    return LiveSession(
-        id=session.id,
-        principal=session.principal,
-        locale=session.locale,
-        state=session.state,
-        replica=session.replica,
-        end_reason=session.end_reason,
     )
 
 
@@ -141,16 +127,14 @@ async def _record_request(
     session = engine.session_row if engine is not None and not engine.closed else None
     if session is None:
         async with state.read_sessionmaker() as db:
-            session = unchanging(await sessions.find(db, session_id))
+            session = sessions.unchanging(await sessions.find(db, session_id))
         engine = live.get(session.id)
         if engine is None and session.state == State.LIVE.value:
             # Live, but not held here: unless this replica ended it while we read. A session's
             # row says closed before its engine leaves the registry (sessions/lifecycle.finish),
             # so a second read tells an ending session from one held elsewhere.
             async with state.read_sessionmaker() as db:
-                session = unchanging(await sessions.find(db, session_id))
-        if engine is not None and session.state == State.LIVE.value:
-            engine.session_row = session
+                session = sessions.unchanging(await sessions.find(db, session_id))
     sessions.check_speaker(caller, session)
     digest = service.request_hash(session.id, body)
     existing = await _earlier(state, caller, idempotency_key, digest)

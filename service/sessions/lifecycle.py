@@ -24,6 +24,7 @@ def start_engine(
     engine = SessionEngine(
         session.id, transport, maker, answer_timeout=settings.delivery_answer_timeout
     )
+    engine.session_row = sessions.unchanging(session)  # delivery requests need not read it
     if session.greeting_policy is not None:
         policy = session.greeting_policy
 

@@ -27,6 +27,19 @@ def check_speaker(caller: Caller, session: LiveSession) -> None:
         )
 
 
+def unchanging(session: LiveSession) -> LiveSession:
+    """What a delivery request needs of a session's row, as a copy of its own: no database
+    session can expire it (a rollback would, the row)."""
+    return LiveSession(
+        id=session.id,
+        principal=session.principal,
+        locale=session.locale,
+        state=session.state,
+        replica=session.replica,
+        end_reason=session.end_reason,
+    )
+
+
 def new_id() -> str:
     return time_ordered_id("ses_")
 

@@ -13,7 +13,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__
 from service.access import service as access
-from service.access.dependencies import authenticated
+from service.access.cache import KeyCache
+from service.access.dependencies import authenticated, keys_reader
 from service.access.router import router as api_keys_router
 from service.attached.channel import ControlChannel
 from service.attached.router import control_router
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             simulator_speed=settings.simulator_speed,
         )
         app.state.audit_checkpoints = checkpoints = AuditCheckpoints(settings)
+        app.state.key_cache = keys = KeyCache()
         try:
             await migrate.prepare(engine, auto=settings.auto_migrate)
             maker = create_sessionmaker(engine)
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.warning("ended %d sessions left live by the previous run", abandoned)
             app.state.sessionmaker = maker
             app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
+            keys.start(keys_reader(app.state))  # keys in use never run out while in use
             app.state.live = live = LiveSessions()
             app.state.upstream = upstream
             await checkpoints.start(maker)  # the signing key, and checkpoints every interval
@@ -102,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     except Exception:  # the others must still end
                         log.exception("session %s could not be ended", held.session_id)
         finally:
+            await keys.stop()
             await checkpoints.stop()
             await upstream.close()
             await engine.dispose()

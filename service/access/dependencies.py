@@ -18,7 +18,7 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from service.access import service
-from service.access.cache import key_cache
+from service.access.cache import LookupMany, key_cache
 from service.access.roles import Role
 from service.access.service import Caller
 from service.kit.errors import (
@@ -148,6 +148,16 @@ async def caller_of_hash(state: State, key_hash: str) -> Caller | None:
             return await service.authenticate_hash(db, key_hash)
 
     return await key_cache(state).caller(key_hash, lookup)
+
+
+def keys_reader(state: State) -> LookupMany:
+    """Many keys looked up at once, for the key cache's refresh (``KeyCache.start``)."""
+
+    async def read(key_hashes: list[str]) -> dict[str, Caller]:
+        async with state.read_sessionmaker() as db:
+            return await service.authenticate_hashes(db, key_hashes)
+
+    return read
 
 
 async def authenticated(request: Request) -> Caller:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -81,16 +81,24 @@ async def create_key(
 async def authenticate_hash(db: AsyncSession, key_hash: str) -> Caller | None:
     """Who holds the key whose hash this is, unless it is revoked (callers go through the app's
     key cache: ``service.access.dependencies.caller_of_hash``)."""
-    row = (
-        await db.execute(
-            sa.select(ApiKey.id, ApiKey.principal, ApiKey.roles).where(
-                ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
-            )
+    return (await authenticate_hashes(db, [key_hash])).get(key_hash)
+
+
+LOOKUP_CHUNK = 500  # hashes in one query (well under every database's limit of parameters)
+
+
+async def authenticate_hashes(db: AsyncSession, key_hashes: Sequence[str]) -> dict[str, Caller]:
+    """Who holds each of the keys whose hashes these are, for those not revoked."""
+    found: dict[str, Caller] = {}
+    for start in range(0, len(key_hashes), LOOKUP_CHUNK):
+        chunk = key_hashes[start : start + LOOKUP_CHUNK]
+        query = sa.select(ApiKey.key_hash, ApiKey.id, ApiKey.principal, ApiKey.roles).where(
+            ApiKey.key_hash.in_(chunk), ApiKey.revoked_at.is_(None)
         )
-    ).first()
-    if row is None:
-        return None
-    return Caller(Actor(row.principal, row.id), frozenset(Role(r) for r in row.roles))
+        for row in await db.execute(query):
+            roles = frozenset(Role(r) for r in row.roles)
+            found[row.key_hash] = Caller(Actor(row.principal, row.id), roles)
+    return found
 
 
 async def list_keys(db: AsyncSession) -> list[ApiKey]:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.access.cache import KEY_CACHE_SECONDS, KeyCache, key_cache
+from service.access.cache import KEY_CACHE_SECONDS, KeyCache, LookupMany, key_cache
 from service.access.service import Caller, hash_key
 from service.app import create_app
 from service.kit.actor import Actor
@@ -182,10 +182,6 @@ class TestKeyCache:
 
     async def test_it_holds_a_bounded_number_of_keys(self) -> None:
         cache = KeyCache(ttl=60, max_keys=2)
-
-        async def alice() -> Caller | None:
-            return ALICE
-
         for name in ("a", "b", "c"):
             await cache.caller(name, alice)
         assert [cache.held(n) for n in ("a", "b", "c")] == [None, ALICE, ALICE]
@@ -193,10 +189,84 @@ class TestKeyCache:
 
     async def test_a_ttl_of_zero_keeps_nothing(self) -> None:
         cache = KeyCache(ttl=0)
-
-        async def alice() -> Caller | None:
-            return ALICE
-
         assert await cache.caller("h", alice) == ALICE
         assert await cache.caller("h", alice) == ALICE
         assert cache.lookups == 2
+
+
+class Reads(list[list[str]]):
+    """What each background read asked for."""
+
+
+class TestKeysInUseStayFresh:
+    """A key in use is read again in the background before it runs out, so that an agent whose
+    requests come seconds apart never waits for the database to be recognised."""
+
+    @staticmethod
+    def reader(answer: dict[str, Caller], reads: Reads) -> LookupMany:
+        async def read_many(hashes: list[str]) -> dict[str, Caller]:
+            reads.append(list(hashes))
+            return {h: answer[h] for h in hashes if h in answer}
+
+        return read_many
+
+    async def test_a_key_used_once_is_still_held_long_after_its_ttl(self) -> None:
+        cache, reads = KeyCache(ttl=0.3), Reads()
+        cache.start(self.reader({"h": ALICE}, reads))
+        try:
+            assert await cache.caller("h", alice) == ALICE  # looked up by the request itself
+            await asyncio.sleep(1.0)  # over three times the TTL, with no request meanwhile
+            assert cache.held("h") == ALICE  # the next request is served from memory
+            assert cache.lookups == 1  # no request had to look it up again
+            assert len(reads) >= 3  # read again every third of the TTL ...
+            assert all(r == ["h"] for r in reads)  # ... the keys in use in one query
+        finally:
+            await cache.stop()
+
+    async def test_a_key_the_database_no_longer_has_is_dropped(self) -> None:
+        cache, reads = KeyCache(ttl=60), Reads()
+        await cache.caller("h", alice)
+        await cache.caller("g", alice)
+        await cache.refresh(self.reader({"g": ALICE}, reads))  # h was revoked elsewhere
+        assert reads == [["h", "g"]]
+        assert cache.held("h") is None
+        assert cache.held("g") == ALICE
+
+    async def test_keys_unused_for_a_while_are_left_to_run_out(self) -> None:
+        cache, reads = KeyCache(ttl=0.2), Reads()
+        cache.keep_fresh_for = 0.1
+        await cache.caller("h", alice)
+        await asyncio.sleep(0.12)
+        await cache.refresh(self.reader({"h": ALICE}, reads))
+        assert reads == []  # not read again ...
+        await asyncio.sleep(0.1)
+        assert cache.held("h") is None  # ... so it ran out in its time
+
+    async def test_a_refresh_that_began_before_a_revocation_here_keeps_nothing(self) -> None:
+        cache = KeyCache(ttl=0.2)
+        await cache.caller("h", alice)
+        answer: asyncio.Future[dict[str, Caller]] = asyncio.get_running_loop().create_future()
+
+        async def read_many(hashes: list[str]) -> dict[str, Caller]:
+            return await answer
+
+        refresh = asyncio.create_task(cache.refresh(read_many))
+        await settle()
+        cache.forget("h")  # revoked here while the refresh read the database
+        answer.set_result({"h": ALICE})  # the read predates the revocation: valid, it says
+        await refresh
+        assert cache.held("h") is None
+
+    async def test_the_app_keeps_a_key_in_use_fresh(self, api: Api, app: FastAPI) -> None:
+        cache = key_cache(app.state)
+        cache.ttl = 0.3
+        assert await status(api, "alice") == 200
+        lookups = cache.lookups
+        await asyncio.sleep(1.0)
+        assert cache.held(hash_key(api.keys["alice"])) is not None
+        assert await status(api, "alice") == 200
+        assert cache.lookups == lookups  # served from memory, read again only in the background
+
+
+async def alice() -> Caller | None:
+    return ALICE

@@ -4,7 +4,6 @@ in the same transaction as the change it records, or not at all."""
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -15,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import Pool
 
 from service.audit import checkpoints
 from service.audit.chain import GENESIS_HASH, Verification, event_hash
@@ -55,9 +53,10 @@ _INSERT_AFTER_HEAD = sa.insert(_TABLE).from_select(
         )
     ),
 )
-# The head each database (by its connection pool) had after this process's last append. Only a
-# guess, never trusted: the guarded insert above checks it, and a stale one costs one read.
-_last_linked: weakref.WeakKeyDictionary[Pool, tuple[int, str]] = weakref.WeakKeyDictionary()
+# The head each database had after this process's last append, by the database's address (two
+# engines on one database share it). Only a guess, never trusted: the guarded insert above checks
+# it, and a stale one costs one read.
+_last_linked: dict[tuple[Any, ...], tuple[int, str]] = {}
 
 
 def event_dict(row: AuditEvent) -> dict[str, Any]:
@@ -82,10 +81,52 @@ async def lock_chain_head(db: AsyncSession) -> None:
     transaction that may write begins IMMEDIATE (see kit.db), so there is one writer at a time;
     here it is made to begin, so that the head read next is the one this writer links to.
     """
+    await db.run_sync(_lock_chain_head)
+
+
+def _lock_chain_head(db: Session) -> None:
     if db.get_bind().dialect.name == "postgresql":
-        await db.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK_ID)))
+        db.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK_ID)))
     else:
-        await db.connection()  # the transaction has begun: this session is the one writer
+        db.connection()  # the transaction has begun: this session is the one writer
+
+
+def link_now(db: Session, rows: list[AuditEvent]) -> None:
+    """Link ``rows`` (``new_event``) to the chain in ``db``'s transaction, after its own rows
+    (see ``appended_last``): the synchronous core of every append, which also runs where a
+    whole transaction is one synchronous function (``kit.db.Transactions``)."""
+    if not rows:
+        return
+    # The caller's own rows first (see appended_last), and not while holding the chain.
+    db.flush()
+    _lock_chain_head(db)
+    url = db.get_bind().engine.url
+    database = (url.get_backend_name(), url.host, url.port, url.database)
+    head = _last_linked.get(database)
+    if head is None or not _insert(db, _linked(rows, head), guarded=True):
+        row = db.execute(_HEAD).first()
+        head = (row.seq, row.hash) if row else (0, GENESIS_HASH)
+        _insert(db, _linked(rows, head), guarded=False)
+    _last_linked[database] = (rows[-1].seq, rows[-1].hash)
+    db.info.setdefault(_PENDING_LOG, []).extend(rows)
+
+
+def new_event(
+    actor: Actor,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """An event to link (``append``, or ``link_now`` in a synchronous transaction)."""
+    return AuditEvent(
+        principal=actor.principal,
+        key_id=actor.key_id,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        details=details or {},
+    )
 
 
 async def append(
@@ -98,19 +139,12 @@ async def append(
 ) -> AuditEvent:
     """Link one event to the chain. Inside ``appended_last`` it is queued instead, and its
     ``seq`` and hashes are set when that block ends."""
-    row = AuditEvent(
-        principal=actor.principal,
-        key_id=actor.key_id,
-        action=action,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        details=details or {},
-    )
+    row = new_event(actor, action, subject_type, subject_id, details)
     queue: list[AuditEvent] | None = db.sync_session.info.get(_DEFERRED)
     if queue is not None:
         queue.append(row)
     else:
-        await _link(db, [row])
+        await db.run_sync(link_now, [row])
     return row
 
 
@@ -133,23 +167,8 @@ async def appended_last(db: AsyncSession) -> AsyncIterator[None]:
         yield
     finally:
         del info[_DEFERRED]
-    await _link(db, queue)
-
-
-async def _link(db: AsyncSession, rows: list[AuditEvent]) -> None:
-    if not rows:
-        return
-    # The caller's own rows first (see appended_last), and not while holding the chain.
-    await db.flush()
-    await lock_chain_head(db)
-    pool = db.get_bind().engine.pool
-    head = _last_linked.get(pool)
-    if head is None or not await _insert(db, _linked(rows, head), guarded=True):
-        row = (await db.execute(_HEAD)).first()
-        head = (row.seq, row.hash) if row else (0, GENESIS_HASH)
-        await _insert(db, _linked(rows, head), guarded=False)
-    _last_linked[pool] = (rows[-1].seq, rows[-1].hash)
-    db.sync_session.info.setdefault(_PENDING_LOG, []).extend(rows)
+    if queue:
+        await db.run_sync(link_now, queue)
 
 
 def _linked(rows: list[AuditEvent], head: tuple[int, str]) -> list[dict[str, Any]]:
@@ -166,19 +185,19 @@ def _linked(rows: list[AuditEvent], head: tuple[int, str]) -> list[dict[str, Any
     return values
 
 
-async def _insert(db: AsyncSession, values: list[dict[str, Any]], *, guarded: bool) -> bool:
+def _insert(db: Session, values: list[dict[str, Any]], *, guarded: bool) -> bool:
     """Insert the linked events. ``guarded``: the first one only if the head is still the one it
     links to (``head_seq``, ``head_hash``), checked by the database in the same statement, under
     the chain lock; False, and nothing inserted, when it is not."""
     if guarded:
         first = values[0]
         params = {**first, "head_seq": first["seq"] - 1, "head_hash": first["prev_hash"]}
-        result = cast(sa.CursorResult[Any], await db.execute(_INSERT_AFTER_HEAD, params))
+        result = cast(sa.CursorResult[Any], db.execute(_INSERT_AFTER_HEAD, params))
         if result.rowcount != 1:
             return False
         values = values[1:]
     if values:
-        await db.execute(_INSERT, values)
+        db.execute(_INSERT, values)
     return True
 
 

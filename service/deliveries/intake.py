@@ -30,18 +30,21 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from service.audit import service as audit
 from service.deliveries import service
 from service.deliveries.models import Delivery
 from service.deliveries.recorder import WriteGate, gate_for
 from service.kit.actor import Actor
+from service.kit.db import Transactions, transactions_for
 from service.kit.errors import database_unreachable
 
 log = logging.getLogger("service.deliveries")
 
 BATCH_MAX = 200  # requests in one transaction
+QUEUED = "delivery.queued"
 
 _INSERT = sa.insert(cast(sa.Table, Delivery.__table__))
 
@@ -74,6 +77,9 @@ class Intake:
     def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
         self._maker = weakref.ref(maker)
         self.gate: WriteGate = gate_for(maker)
+        bind = maker.kw["bind"]
+        assert isinstance(bind, AsyncEngine)
+        self._transactions: Transactions = transactions_for(bind)
         self._queue: deque[Admission] = deque()
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
@@ -90,17 +96,15 @@ class Intake:
         admission.future = self._loop.create_future()
         self._queue.append(admission)
         if self._task is None or self._task.done():
-            maker = self._maker()
-            assert maker is not None
-            self._task = asyncio.create_task(self._run(maker), name="delivery intake")
+            self._task = asyncio.create_task(self._run(), name="delivery intake")
             self._task.add_done_callback(self._abandon)
         await admission.future
 
-    async def _run(self, maker: async_sessionmaker[AsyncSession]) -> None:
+    async def _run(self) -> None:
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH_MAX))]
             try:
-                await self._write(maker, batch)
+                await self._write(batch)
             except BaseException:  # cancelled (the app stops): nobody is left waiting
                 for admission in batch:
                     admission.future.cancel()
@@ -113,9 +117,9 @@ class Intake:
             while self._queue:
                 self._queue.popleft().future.cancel()
 
-    async def _write(self, maker: async_sessionmaker[AsyncSession], batch: list[Admission]) -> None:
+    async def _write(self, batch: list[Admission]) -> None:
         try:
-            await self._transaction(maker, batch)
+            await self._transaction(batch)
         except Exception as exc:
             if len(batch) == 1 or database_unreachable(exc):
                 for admission in batch:
@@ -125,7 +129,7 @@ class Intake:
             log.info("a batch of %d delivery requests failed (%s); each alone", len(batch), exc)
             for admission in batch:
                 try:
-                    await self._transaction(maker, [admission])
+                    await self._transaction([admission])
                 except Exception as alone:
                     self._settle(admission, alone)
                 else:
@@ -134,17 +138,22 @@ class Intake:
         for admission in batch:
             self._settle(admission, None)
 
-    async def _transaction(
-        self, maker: async_sessionmaker[AsyncSession], batch: list[Admission]
-    ) -> None:
+    async def _transaction(self, batch: list[Admission]) -> None:
         """The rows first, the audit chain last (the order every writer of the chain follows,
-        see ``audit.appended_last``); one commit. One writer at a time on SQLite."""
-        async with self.gate.request(), maker.begin() as db, audit.appended_last(db):
-            await db.execute(_INSERT, [a.values for a in batch])
-            for a in batch:
-                details = service.queued_details(a.values)
-                delivery_id = a.values["id"]
-                await audit.append(db, a.actor, "delivery.queued", "delivery", delivery_id, details)
+        see ``audit.appended_last``); one commit, in one trip to the database (``Transactions``).
+        One writer at a time on SQLite."""
+        rows = [a.values for a in batch]
+        events = [
+            audit.new_event(a.actor, QUEUED, "delivery", row["id"], service.queued_details(row))
+            for a, row in zip(batch, rows, strict=True)
+        ]
+
+        def write(db: Session) -> None:
+            db.execute(_INSERT, rows)
+            audit.link_now(db, events)
+
+        async with self.gate.request():
+            await self._transactions.run(write)
         self.batches += 1
 
     def _settle(self, admission: Admission, error: BaseException | None) -> None:

@@ -30,15 +30,15 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from service.audit import service as audit
 from service.deliveries import service
 from service.deliveries.models import Delivery
-from service.deliveries.recorder import WriteGate, gate_for
+from service.deliveries.recorder import WriteGate, gate_for, transactions_of
 from service.kit.actor import Actor
-from service.kit.db import Transactions, transactions_for
+from service.kit.db import Transactions
 from service.kit.errors import database_unreachable
 
 log = logging.getLogger("service.deliveries")
@@ -77,9 +77,7 @@ class Intake:
     def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
         self._maker = weakref.ref(maker)
         self.gate: WriteGate = gate_for(maker)
-        bind = maker.kw["bind"]
-        assert isinstance(bind, AsyncEngine)
-        self._transactions: Transactions = transactions_for(bind)
+        self._transactions: Transactions = transactions_of(maker)
         self._queue: deque[Admission] = deque()
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()

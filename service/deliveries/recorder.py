@@ -11,11 +11,12 @@ Here the records of all sessions wait in one queue, in the order their engines d
 are written in batches: one transaction and one link of the audit chain for many records.
 
 On SQLite the ``WriteGate`` lets one delivery transaction at a time reach the database, requests
-first: a batch waits while a request does, and ends early when one arrives; the next writer is
-woken as soon as the last one commits, where SQLite's busy handler would sleep. PostgreSQL needs
-no gate: writers overlap until the audit chain's lock, which a batch takes last (see
-``audit.appended_last``) and holds only until it commits, so a request waits for less there than
-for a whole batch behind a gate.
+first: a batch waits while a request does; the next writer is woken as soon as the last one
+commits, where SQLite's busy handler would sleep. Each is one trip to the database
+(``kit.db.Transactions``), so the gate is held for as long as the database works, no longer.
+PostgreSQL needs no gate: writers overlap until the audit chain's lock, which a batch takes last
+(see ``audit.appended_last``) and holds only until it commits, so a request waits for less there
+than for a whole batch behind a gate.
 
 The engines are given only the sessionmaker, so the recorder is found by it (``recorder_for``);
 it runs while engines use it and stops with the last one.
@@ -26,24 +27,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
-from service.audit import service as audit
 from service.deliveries import service
 from service.deliveries.tracking import Record
+from service.kit.db import Transactions, transactions_for
 
 log = logging.getLogger("service.deliveries")
 
-Job = Callable[[AsyncSession], Awaitable[None]]
+Job = Callable[[Session], None]  # a write of its own in a batch's transaction (synchronous)
 PERSIST_RETRIES = (0.1, 0.5, 2.0)  # pauses between attempts to write one record alone
 BATCH_MAX = 100  # records in one transaction
-YIELD_AFTER_S = 0.002  # a batch that has run this long ends as soon as a request waits
 
 
 class WriteGate:
@@ -125,12 +125,12 @@ class Entry:
     job: Job | None = None
     done: Callable[[], None] | None = None  # called once it is written (or given up on)
 
-    async def write(self, db: AsyncSession) -> None:
+    def write(self, db: Session) -> None:
         """Alone: a record as a batch of one."""
         if self.record is not None:
-            await service.persist(db, [(self.session_id, self.record)])
+            service.persist(db, [(self.session_id, self.record)])
         if self.job is not None:
-            await self.job(db)
+            self.job(db)
 
 
 class Recorder:
@@ -182,21 +182,18 @@ class Recorder:
             await self._write_batch(maker)
 
     async def _write_batch(self, maker: async_sessionmaker[AsyncSession]) -> None:
-        batch: list[Entry] = []
+        batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH_MAX))]
+        records = [(e.session_id, e.record) for e in batch if e.record is not None]
+        jobs = [e.job for e in batch if e.job is not None]
+
+        def write(db: Session) -> None:
+            for job in jobs:  # other tables': no need to wait for the records
+                job(db)
+            service.persist(db, records)
+
         try:
-            async with self.gate.batch(), maker.begin() as db, audit.appended_last(db):
-                began = time.monotonic()
-                records: list[tuple[str, Record]] = []
-                while self._queue and len(batch) < BATCH_MAX:
-                    if self.gate.requests_waiting and time.monotonic() - began > YIELD_AFTER_S:
-                        break
-                    entry = self._queue.popleft()
-                    batch.append(entry)
-                    if entry.record is not None:
-                        records.append((entry.session_id, entry.record))
-                    if entry.job is not None:  # another table's: no need to wait for the records
-                        await entry.job(db)
-                await service.persist(db, records)
+            async with self.gate.batch():
+                await transactions_of(maker).run(write)
         except Exception:
             # One record that cannot be written must not take the others with it: each alone.
             for entry in batch:
@@ -207,14 +204,20 @@ class Recorder:
                 entry.done()
 
 
+def transactions_of(maker: async_sessionmaker[AsyncSession]) -> Transactions:
+    bind = maker.kw["bind"]
+    assert isinstance(bind, AsyncEngine)
+    return transactions_for(bind)
+
+
 async def write_alone(
     maker: async_sessionmaker[AsyncSession], entry: Entry, gate: WriteGate
 ) -> None:
     """One record in its own transaction, tried again after a pause when it fails."""
     for pause in (*PERSIST_RETRIES, None):
         try:
-            async with gate.batch(), maker.begin() as db:
-                await entry.write(db)
+            async with gate.batch():
+                await transactions_of(maker).run(entry.write)
             break
         except Exception:
             if pause is None:

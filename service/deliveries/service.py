@@ -13,7 +13,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from service.audit import service as audit
 from service.deliveries.errors import DeliveryNotFound, IdempotencyKeyReused, VariablesInvalid
@@ -174,19 +174,20 @@ def tracked_of(row: Delivery, *, greeting: bool = False) -> Tracked:
     )
 
 
-async def persist(db: AsyncSession, records: Sequence[tuple[str, Record]]) -> None:
+def persist(db: Session, records: Sequence[tuple[str, Record]]) -> None:
     """Bring the rows up to date with transitions (``(session id, record)``, in the order they
     happened) and add each to the audit chain, in that order.
 
     A batch of records is a few statements, whatever its size: every record carries the whole
     state of its delivery and attempt, so each row is written once, with the state of its last
-    record. Records of a delivery that has no row are left out."""
+    record. Records of a delivery that has no row are left out. Synchronous: the recorder runs
+    it as one trip to the database (``kit.db.Transactions``)."""
     if not records:
         return
     ids = {record.delivery_id for _, record in records}
     # Its own rows locked first, the audit chain last (see audit.appended_last).
     query = sa.select(Delivery.id).where(Delivery.id.in_(ids)).with_for_update()
-    found = set((await db.scalars(query)).all())
+    found = set(db.scalars(query).all())
     rows: dict[str, dict[str, Any]] = {}
     attempts: dict[tuple[str, int], dict[str, Any]] = {}
     for _, record in records:
@@ -199,9 +200,10 @@ async def persist(db: AsyncSession, records: Sequence[tuple[str, Record]]) -> No
             key = (record.delivery_id, record.attempt["number"])
             attempts[key] = {"delivery_id": record.delivery_id, **record.attempt}
     if rows:
-        await db.execute(_UPDATE_DELIVERY, list(rows.values()))
+        db.execute(_UPDATE_DELIVERY, list(rows.values()))
     if attempts:
-        await db.execute(_upsert_attempts(db.get_bind().dialect.name), list(attempts.values()))
+        db.execute(_upsert_attempts(db.get_bind().dialect.name), list(attempts.values()))
+    events = []
     for session_id, record in records:
         if record.delivery_id not in found:
             continue
@@ -215,7 +217,9 @@ async def persist(db: AsyncSession, records: Sequence[tuple[str, Record]]) -> No
             "transcript_verified": fields["transcript_verified"],
             "reason": fields.get("reason"),
         }
-        await audit.append(db, SERVICE, record.action, "delivery", record.delivery_id, details)
+        subject = record.delivery_id
+        events.append(audit.new_event(SERVICE, record.action, "delivery", subject, details))
+    audit.link_now(db, events)  # the chain last (see audit.appended_last)
 
 
 _deliveries = cast(sa.Table, Delivery.__table__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from service.access.roles import Role
 from service.access.service import Caller
@@ -81,8 +82,9 @@ async def open_session(
     return row
 
 
-async def note_voicelive_id(db: AsyncSession, session_id: str, voicelive_id: str) -> None:
-    await db.execute(
+def note_voicelive_id(db: Session, session_id: str, voicelive_id: str) -> None:
+    """Synchronous: a job of the delivery recorder (deliveries/recorder.py)."""
+    db.execute(
         sa.update(LiveSession)
         .where(LiveSession.id == session_id)
         .values(voicelive_session_id=voicelive_id)

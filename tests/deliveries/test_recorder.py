@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from service.audit import service as audit
 from service.audit.models import AuditEvent
@@ -133,7 +134,7 @@ class TestRecords:
         play = Play("dlv_a")
         given_up: list[str] = []
 
-        async def broken(db: AsyncSession) -> None:
+        def broken(db: Session) -> None:  # jobs run in the batch's synchronous transaction
             raise RuntimeError("the disk is full")
 
         recorder = recorder_for(maker)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -44,6 +45,10 @@ log = logging.getLogger("service.deliveries")
 Job = Callable[[Session], None]  # a write of its own in a batch's transaction (synchronous)
 PERSIST_RETRIES = (0.1, 0.5, 2.0)  # pauses between attempts to write one record alone
 BATCH_MAX = 100  # records in one transaction
+# Under load, a batch at most this often: each trip holds the one SQLite writer (and the GIL while
+# SQLAlchemy works), and requests wait behind it; fewer, larger batches leave it free more often.
+# A record alone, when the recorder was idle, is written at once.
+GATHER_S = 0.02
 
 
 class WriteGate:
@@ -145,6 +150,7 @@ class Recorder:
         self._users = 0
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
+        self.batches = 0  # transactions written: for tests and curiosity
 
     @property
     def usable(self) -> bool:
@@ -174,12 +180,17 @@ class Recorder:
         await done.wait()
 
     async def _run(self, maker: async_sessionmaker[AsyncSession]) -> None:
+        last = -GATHER_S
         while self._queue or self._users > 0:
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            pause = last + GATHER_S - time.monotonic()
+            if pause > 0 and self._users > 0:  # busy: let the next batch gather a while
+                await asyncio.sleep(pause)
             await self._write_batch(maker)
+            last = time.monotonic()
 
     async def _write_batch(self, maker: async_sessionmaker[AsyncSession]) -> None:
         batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH_MAX))]
@@ -194,6 +205,7 @@ class Recorder:
         try:
             async with self.gate.batch():
                 await transactions_of(maker).run(write)
+            self.batches += 1
         except Exception:
             # One record that cannot be written must not take the others with it: each alone.
             for entry in batch:

@@ -156,6 +156,28 @@ class TestRecords:
         assert given_up == ["x"]  # told, so nobody waits for it forever
         assert "a record (a detail) could not be written" in caplog.text
 
+    async def test_a_record_when_idle_is_written_at_once_and_a_stream_of_them_in_few_batches(
+        self, app: FastAPI
+    ) -> None:
+        maker = maker_of(app)
+        ids = [f"dlv_{i}" for i in range(30)]
+        session_id = await live_session_with(maker, *ids)
+        recorder = recorder_for(maker)
+        recorder.attach()
+        started = asyncio.get_running_loop().time()
+        recorder.put(Entry(session_id, "sent", record=Play(ids[0]).record(Status.SENT)))
+        await recorder.written()
+        assert asyncio.get_running_loop().time() - started < recorders.GATHER_S  # no waiting
+        before = recorder.batches
+        for delivery_id in ids[1:]:  # ~60 ms of records, one every 2 ms
+            recorder.put(Entry(session_id, "sent", record=Play(delivery_id).record(Status.SENT)))
+            await asyncio.sleep(0.002)
+        await recorder.written()
+        recorder.detach()
+        # One transaction each would be 29; gathered for GATHER_S (20 ms) at a time, a handful.
+        assert recorder.batches - before <= 8
+        assert [subject for _, subject in await chain_of(maker)] == ids  # all, in order
+
     async def test_records_of_a_delivery_without_a_row_are_left_out(self, app: FastAPI) -> None:
         maker = maker_of(app)
         session_id = await live_session_with(maker, "dlv_a")

@@ -145,7 +145,8 @@ class Transactions:
     no thread, it runs on a pooled connection of the engine as any transaction does."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._maker = create_sessionmaker(engine)
+        # Weakly: the registry below is keyed by the engine (see transactions_for).
+        self._engine = weakref.ref(engine)
         self._sqlite: sa.Engine | None = None
         if engine.url.get_backend_name() == "sqlite":
             self._sqlite = sa.create_engine(
@@ -157,7 +158,11 @@ class Transactions:
 
     async def run(self, work: Callable[[Session], T]) -> T:
         if self._sqlite is None:
-            async with self._maker.begin() as db:
+            engine = self._engine()
+            if engine is None:
+                raise RuntimeError("the engine of these transactions is gone")
+            session = AsyncSession(engine, expire_on_commit=False, autoflush=False)
+            async with session as db, db.begin():
                 return await db.run_sync(work)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(_sqlite_writer(), self._in_thread, work)

@@ -150,8 +150,11 @@ async def _run_agent(
     agent: Agent,
 ) -> None:
     """Connect (at most ``opening`` at a time), say so on ``roll``, then the rounds from ``go``."""
-    # Two connections per agent: its WebSocket, and one kept alive for its HTTP requests.
-    connector = aiohttp.TCPConnector(limit=2, keepalive_timeout=30)
+    # Two connections per agent: its WebSocket, and one kept alive for its HTTP requests. The
+    # client lets an idle connection go sooner than the server does (uvicorn: after 5 s), or a
+    # request sent on it as the server closes it is reset (seen at 500 sessions, where rounds run
+    # late and a connection can sit idle for 5 s).
+    connector = aiohttp.TCPConnector(limit=2, keepalive_timeout=4)
     async with aiohttp.ClientSession(connector=connector) as http:
         try:
             async with opening:

@@ -162,14 +162,16 @@ def queued_details(row: Delivery | Mapping[str, Any]) -> dict[str, Any]:
     return details
 
 
-def tracked_of(row: Delivery, *, greeting: bool = False) -> Tracked:
+def tracked_of(row: Delivery | Mapping[str, Any], *, greeting: bool = False) -> Tracked:
+    """What a session's engine tracks of a delivery: of its row, or of its columns (``prepare``)."""
+    get = row.__getitem__ if isinstance(row, Mapping) else row.__getattribute__
     return Tracked(
-        id=row.id,
-        text=row.text,
-        instructions=row.instructions,
-        priority=Priority(row.priority),
-        interruptible=row.interruptible,
-        max_plays=row.max_attempts,
+        id=get("id"),
+        text=get("text"),
+        instructions=get("instructions"),
+        priority=Priority(get("priority")),
+        interruptible=get("interruptible"),
+        max_plays=get("max_attempts"),
         greeting=greeting,
     )
 

@@ -13,7 +13,7 @@ Only keys that authenticated are kept: an unknown key is looked up every time, s
 in one process works at once in all of them. A key's roles never change, so nothing else can go
 stale.
 
-Keys in use are read again in the background (``keep_fresh``, started by the app's lifespan), all
+Keys in use are read again in the background (``KeyCache.start``, called by the app's lifespan), all
 in one query, before their entries are half their time old: an agent that sends a request every
 few seconds would otherwise find its entry run out every time and wait for the database (2 of
 the 7 ms of a delivery request, bench/delivery.py).

@@ -62,10 +62,6 @@ class WriteGate:
         self._no_requests = asyncio.Event()
         self._no_requests.set()
 
-    @property
-    def requests_waiting(self) -> bool:
-        return self._requests > 0
-
     @contextlib.asynccontextmanager
     async def request(self) -> AsyncIterator[None]:
         if self.unguarded:

@@ -36,9 +36,8 @@ from sqlalchemy.orm import Session
 from service.audit import service as audit
 from service.deliveries import service
 from service.deliveries.models import Delivery
-from service.deliveries.recorder import WriteGate, gate_for, transactions_of
+from service.deliveries.recorder import DatabaseWriter, writer_for
 from service.kit.actor import Actor
-from service.kit.db import Transactions
 from service.kit.errors import database_unreachable
 
 log = logging.getLogger("service.deliveries")
@@ -65,28 +64,16 @@ _intakes = weakref.WeakKeyDictionary()
 
 
 def intake_for(maker: async_sessionmaker[AsyncSession]) -> Intake:
-    intake = _intakes.get(maker)
-    if intake is None or not intake.usable:
-        intake = _intakes[maker] = Intake(maker)
-    return intake
+    return writer_for(_intakes, Intake, maker)
 
 
-class Intake:
+class Intake(DatabaseWriter):
     """The request queue of one database, written by one task while it is not empty."""
 
     def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
-        self._maker = weakref.ref(maker)
-        self.gate: WriteGate = gate_for(maker)
-        self._transactions: Transactions = transactions_of(maker)
+        super().__init__(maker)
         self._queue: deque[Admission] = deque()
         self._task: asyncio.Task[None] | None = None
-        self._loop = asyncio.get_running_loop()
-        self.batches = 0  # transactions written: for tests and curiosity
-
-    @property
-    def usable(self) -> bool:
-        """False once its event loop is not the running one (a test's loop that ended)."""
-        return self._loop is asyncio.get_running_loop() and self._maker() is not None
 
     async def admit(self, admission: Admission) -> None:
         """Returns once ``admission``'s row and its audit event are committed; raises what
@@ -151,7 +138,7 @@ class Intake:
             audit.link_now(db, events)
 
         async with self.gate.request():
-            await self._transactions.run(write)
+            await self.transactions.run(write)
         self.batches += 1
 
     def _settle(self, admission: Admission, error: BaseException | None) -> None:

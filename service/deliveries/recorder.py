@@ -32,6 +32,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -110,10 +111,39 @@ def gate_for(maker: async_sessionmaker[AsyncSession]) -> WriteGate:
 
 
 def recorder_for(maker: async_sessionmaker[AsyncSession]) -> Recorder:
-    recorder = _recorders.get(maker)
-    if recorder is None or not recorder.usable:
-        recorder = _recorders[maker] = Recorder(maker)
-    return recorder
+    return writer_for(_recorders, Recorder, maker)
+
+
+class DatabaseWriter:
+    """What the request intake and the recorder share: one of each per sessionmaker and event
+    loop, passing the write gate, one trip to the database per transaction."""
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
+        self._maker = weakref.ref(maker)  # an app that is gone takes its writers with it
+        self.gate = gate_for(maker)
+        self.transactions = transactions_of(maker)
+        self._loop = asyncio.get_running_loop()
+        self.batches = 0  # transactions written: for tests and curiosity
+
+    @property
+    def usable(self) -> bool:
+        """False once its event loop is not the running one (a test's loop that ended)."""
+        return self._loop is asyncio.get_running_loop() and self._maker() is not None
+
+
+W = TypeVar("W", bound=DatabaseWriter)
+
+
+def writer_for(
+    registry: weakref.WeakKeyDictionary[async_sessionmaker[AsyncSession], W],
+    kind: type[W],
+    maker: async_sessionmaker[AsyncSession],
+) -> W:
+    """The writer of ``kind`` for ``maker``, made on first use (and again for a new loop)."""
+    writer = registry.get(maker)
+    if writer is None or not writer.usable:
+        writer = registry[maker] = kind(maker)
+    return writer
 
 
 @dataclass(frozen=True)
@@ -134,24 +164,16 @@ class Entry:
             self.job(db)
 
 
-class Recorder:
+class Recorder(DatabaseWriter):
     """The record queue of one database. Holds its sessionmaker only while it runs, so that an
     app that is gone takes its recorder with it."""
 
     def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
-        self._maker = weakref.ref(maker)
-        self.gate = gate_for(maker)
+        super().__init__(maker)
         self._queue: deque[Entry] = deque()
         self._wake = asyncio.Event()
         self._users = 0
         self._task: asyncio.Task[None] | None = None
-        self._loop = asyncio.get_running_loop()
-        self.batches = 0  # transactions written: for tests and curiosity
-
-    @property
-    def usable(self) -> bool:
-        """False once its event loop is not the running one (a test's loop that ended)."""
-        return self._loop is asyncio.get_running_loop() and self._maker() is not None
 
     def attach(self) -> None:
         """An engine will put records here until it ``detach``es."""
@@ -200,7 +222,7 @@ class Recorder:
 
         try:
             async with self.gate.batch():
-                await transactions_of(maker).run(write)
+                await self.transactions.run(write)
             self.batches += 1
         except Exception:
             # One record that cannot be written must not take the others with it: each alone.

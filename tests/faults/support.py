@@ -14,7 +14,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from service.simulator import SimulatorSession
 from tests.live.harness import EVENT_TIMEOUT, Live, ws_url
 
 FINAL = ("completed", "interrupted", "failed", "expired", "skipped")
@@ -58,13 +57,6 @@ async def raw_agent(live: Live) -> AsyncIterator[RawAgent]:
             agent.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await agent.reader
-
-
-def simulator_session(live: Live, voicelive_id: str) -> SimulatorSession:
-    """The simulator's record of the upstream connection with this Voice Live session id."""
-    found = [s for s in live.simulator.sessions if s.id == voicelive_id]
-    assert found, f"no upstream session {voicelive_id!r}"
-    return found[0]
 
 
 async def audit_verifies(live: Live) -> dict[str, Any]:

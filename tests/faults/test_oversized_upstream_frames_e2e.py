@@ -19,9 +19,8 @@ from tests.faults.support import (
     audit_verifies,
     logged_errors,
     raw_agent,
-    simulator_session,
 )
-from tests.live.harness import EVENT_TIMEOUT, Live, relay_only
+from tests.live.harness import EVENT_TIMEOUT, Live, relay_only, upstream_of
 
 pytestmark = relay_only
 
@@ -51,7 +50,7 @@ async def test_a_message_over_the_limit_from_voice_live_ends_the_session_with_th
         queued = await live.deliver(agent.session_id, "recording")
         record = await live.until_delivery(queued["id"], *FINAL)
         await agent.closed()
-        upstream = simulator_session(live, agent.voicelive_id)
+        upstream = upstream_of(live, agent)
     closed = await until_closed(live, agent.session_id)
 
     why = "the upstream sent a message over the relay's limit"

@@ -19,7 +19,6 @@ from tests.faults.support import (
     audit_verifies,
     logged_errors,
     raw_agent,
-    simulator_session,
 )
 from tests.live.harness import Live, relay_only, upstream_of
 
@@ -85,7 +84,7 @@ class TestRelayPassesGarbageOn:
             queued = await live.deliver(agent.session_id, "recording")
             record = await live.until_delivery(queued["id"], "completed", "failed", "interrupted")
             assert (await session_of(live, agent.session_id))["state"] == "live"
-            upstream = simulator_session(live, agent.voicelive_id)
+            upstream = upstream_of(live, agent)
         closed = await until_closed(live, agent.session_id)
 
         sent = GARBAGE + INCOMPLETE
@@ -146,7 +145,7 @@ class TestMistypedEventsRelayed:
     async def test_a_known_event_with_mistyped_fields_does_not_end_the_session(
         self, live: Live, caplog: pytest.LogCaptureFixture
     ) -> None:
-        await phrase_survives(live, caplog)
+        await phrase_survives(live, caplog, injected=1)
 
 
 class TestMistypedEventsAttached:
@@ -163,16 +162,18 @@ class TestMistypedEventsAttached:
     async def test_known_events_with_mistyped_fields_do_not_end_the_session(
         self, live: Live, caplog: pytest.LogCaptureFixture
     ) -> None:
-        await phrase_survives(live, caplog)
+        await phrase_survives(live, caplog, injected=len(MISTYPED))
 
 
-async def phrase_survives(live: Live, caplog: pytest.LogCaptureFixture) -> None:
-    """A phrase spoken while the garbage arrives completes, and the session stays up."""
+async def phrase_survives(live: Live, caplog: pytest.LogCaptureFixture, *, injected: int) -> None:
+    """A phrase spoken while the garbage (``injected`` frames) arrives completes, and the
+    session stays up."""
     await live.approved_phrase("recording", TEXT)
     async with live.agent() as agent:
         queued = await live.deliver(agent.session_id, "recording")
         record = await live.until_delivery(queued["id"], *FINAL, within=3)
         assert (await session_of(live, agent.session_id))["state"] == "live"
+        assert upstream_of(live, agent).frames_injected == injected  # the garbage did arrive
     assert record["status"] == "completed", record["failure_reason"]
     assert record["transcript_verified"] is True
     assert logged_errors(caplog) == []

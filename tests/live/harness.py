@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from azure.ai.voicelive.aio import VoiceLiveConnection, connect
@@ -218,7 +218,13 @@ def quiet_session() -> dict[str, Any]:
     return {"modalities": ["text", "audio"], "turn_detection": None}
 
 
-def upstream_of(live: Live, agent: Agent) -> SimulatorSession:
+class Connected(Protocol):
+    """An agent of any kind: what it learnt from its ``session.created``."""
+
+    voicelive_id: str
+
+
+def upstream_of(live: Live, agent: Connected) -> SimulatorSession:
     """The simulator's record of the upstream connection behind ``agent``."""
     for session in live.simulator.sessions:
         if session.id == agent.voicelive_id:

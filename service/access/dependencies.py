@@ -89,7 +89,12 @@ async def identify(connection: HTTPConnection, key: str) -> Caller:
             "too many unknown or revoked API keys were presented from this address",
             retry_after=retry_after_seconds(wait),
         )
-    caller = await caller_of_hash(state, key_hash)
+    try:
+        caller = await caller_of_hash(state, key_hash)
+    except BaseException:
+        if not known:  # no answer (the database is away: a 503): nothing learnt of the key
+            failures.give_back(address)
+        raise
     if caller is None:
         raise Unauthenticated("the API key is unknown or revoked")
     if not known:

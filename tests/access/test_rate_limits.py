@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from service.access import dependencies
 from service.access.dependencies import SESSION_LIMIT_RETRY_AFTER
 from service.kit.ratelimit import Limits, RateLimit, SessionLimit, retry_after_seconds
 from service.settings import Settings
@@ -287,6 +288,24 @@ class TestUnknownKeysPerAddress:
         answers = await asyncio.gather(*(api.http.get("/v1/phrases", headers=g) for g in guesses))
         statuses = sorted(r.status_code for r in answers)
         assert statuses == [401] * 3 + [429] * 57
+
+    async def test_a_lookup_that_fails_does_not_count_against_the_address(
+        self, api: Api, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """While the database is away, valid keys that need a lookup fail (503), and must not
+        use up the address's allowance for unknown keys, or they would get 429 once it is
+        back."""
+        limit_app(app, auth_failure_limit_per_second=0.01, auth_failure_limit_burst=1)
+
+        async def unreachable(*_: object) -> None:
+            raise ConnectionRefusedError("the database is away")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(dependencies, "caller_of_hash", unreachable)
+            for _ in range(3):
+                response = await api.http.get("/v1/phrases", headers=api.as_("carol"))
+                assert response.status_code >= 500
+        assert (await api.http.get("/v1/phrases", headers=api.as_("carol"))).status_code == 200
 
     async def test_valid_keys_do_not_count_as_failures(self, api: Api, app: FastAPI) -> None:
         limit_app(app, auth_failure_limit_per_second=0.5, auth_failure_limit_burst=1)

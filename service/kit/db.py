@@ -142,13 +142,16 @@ class Transactions:
     driver's thread and back (cursor, execute, fetch or close), each a wake-up of both threads
     and, on a busy service, a wait for the GIL: ten of them for a short transaction, about 2 ms
     of a delivery request on an idle machine (bench/delivery.py). On PostgreSQL, whose driver has
-    no thread, it runs on a pooled connection of the engine as any transaction does."""
+    no thread, and on an in-memory SQLite database, which a second connection would not see, it
+    runs on a pooled connection of the engine as any transaction does."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         # Weakly: the registry below is keyed by the engine (see transactions_for).
         self._engine = weakref.ref(engine)
         self._sqlite: sa.Engine | None = None
-        if engine.url.get_backend_name() == "sqlite":
+        url = engine.url
+        in_memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+        if url.get_backend_name() == "sqlite" and not in_memory:  # a second connection to the file
             self._sqlite = sa.create_engine(
                 engine.url.set(drivername="sqlite"),
                 connect_args={"timeout": 30, "check_same_thread": False},

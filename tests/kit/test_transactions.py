@@ -115,3 +115,15 @@ async def test_on_sqlite_a_transaction_waiting_for_the_lock_does_not_stall_the_l
     clock.cancel()
     assert await stored(engine) == ["holder", "waiter"]
     assert await chain_ok(engine)
+
+
+async def test_an_in_memory_sqlite_database_is_written_on_its_own_connection() -> None:
+    """A second connection to ``sqlite://`` would open another, empty database."""
+    engine = create_engine("sqlite://")
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(AuditEvent.metadata.create_all)
+        await transactions_for(engine).run(lambda db: audit.link_now(db, [event("kept")]))
+        assert await stored(engine) == ["kept"]
+    finally:
+        await engine.dispose()

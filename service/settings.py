@@ -76,7 +76,10 @@ class Settings(BaseSettings):
         description="Times a non-interruptible phrase is played before an interruption is final.",
     )
     delivery_answer_timeout: float = Field(
-        default=10.0, gt=0, description="Seconds the upstream has to start a sent delivery."
+        default=10.0,
+        gt=0,
+        description="Seconds the upstream has to start a sent delivery, and the longest it may "
+        "fall silent while one plays.",
     )
     delivery_queue_limit: int = Field(
         default=100, ge=1, description="Deliveries that may wait in one session's queue."

@@ -28,7 +28,10 @@ Service -> connector:
     send      {seq, event}                     send ``event`` on the agent's connection
     ack       {seq}                            reports up to ``seq`` are processed
 
-Fields a side does not know are ignored, so either end may be newer than the other.
+Fields a side does not know are ignored, so either end may be newer than the other, with one
+limit: a connector older than ``audio_report_interval`` reports audio only with the next event it
+tracks, so a newer service takes a phrase longer than its answer timeout
+(``COMPLIANCE_DELIVERY_ANSWER_TIMEOUT``) for silence and fails it. Upgrade connectors first.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ every route, the problem answers are derived here, once, from what each route is
 - path parameters: 404; a request body: 413 (a body that is not UTF-8 is a 422 like any other
   malformed body, see ``kit.errors``); an ``If-Match`` header: 412, and where it is required
   (428) it says so;
-- any request: 422, for a parameter or body that fails validation and for a URL with U+0000;
+- authenticated routes and those with parameters or a body: 422, for a parameter or body that
+  fails validation and for a URL with U+0000 (the public probes, ``/healthz`` and the like, also
+  answer 422 to a URL with U+0000, undocumented);
 
 plus ``OPERATION_ANSWERS``, what the rules of single operations add (409 conflicts and the like).
 ``tests/fuzz`` holds the service to this document, status codes, content types and bodies alike.

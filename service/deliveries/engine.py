@@ -89,6 +89,9 @@ class SessionEngine:
         self._audio_hold = 0.0
         self._hold_until: float | None = None
         self._pauses = 0  # answer timers armed before the latest pause start again
+        # Requests past the queue check whose rows are being committed (the intake writes many
+        # at once): they count against the queue limit until they are submitted.
+        self.admitting = 0
 
     # --- life -----------------------------------------------------------------------------------
 

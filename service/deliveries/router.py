@@ -22,6 +22,7 @@ from service.kit.db import DB
 from service.kit.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from service.phrases.cache import library_cache
 from service.sessions import service as sessions
+from service.sessions.models import LiveSession
 from service.sessions.registry import LiveSessions
 from service.sessions.schemas import State
 from service.settings import Settings
@@ -160,11 +161,32 @@ async def _record_request(
             f"session {session.id} is live on another replica ({session.replica or 'unknown'})"
             "; send the request there"
         )
-    if engine.queued() >= settings.delivery_queue_limit:
+    waiting = engine.queued() + engine.admitting
+    if waiting >= settings.delivery_queue_limit:
         raise QueueFull(
-            f"{engine.queued()} deliveries already wait in session {session.id}",
+            f"{waiting} deliveries already wait in session {session.id}",
             headers={"Retry-After": "1"},
         )
+    # Counted from the check until it is submitted (no await between this function's end and
+    # that), so that requests committed together cannot all pass the check.
+    engine.admitting += 1
+    try:
+        return await _commit(request, caller, session, body, idempotency_key, digest, engine)
+    finally:
+        engine.admitting -= 1
+
+
+async def _commit(
+    request: Request,
+    caller: Caller,
+    session: LiveSession,
+    body: DeliveryCreate,
+    idempotency_key: str | None,
+    digest: str,
+    engine: SessionEngine,
+) -> tuple[Committed | Delivery, SessionEngine]:
+    state = request.app.state
+    settings: Settings = state.settings
     values = service.prepare(
         caller.actor,
         session,
